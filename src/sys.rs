@@ -1,0 +1,111 @@
+//! The few raw syscalls the safe layers need and std/mio do not offer. Each wraps one libc call
+//! on a file descriptor the caller owns or borrows.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// Bytes waiting in a socket's or pipe's receive queue (`ioctl(FIONREAD)`); 0 where the fd kind
+/// does not support the query.
+pub fn readable_bytes(fd: RawFd) -> usize {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through the valid pointer we pass; a bad fd only errors.
+    let rc = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n as *mut libc::c_int) };
+    if rc == 0 && n > 0 {
+        n as usize
+    } else {
+        0
+    }
+}
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// `read(2)` into `buf`.
+pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe `buf`, which is valid for writes.
+    let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `send(2)` with `MSG_NOSIGNAL` for sockets (no SIGPIPE), falling back to `write(2)` for
+/// non-sockets.
+pub fn write(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: the pointer and length describe `buf`, which is valid for reads.
+    let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+    if n >= 0 {
+        return Ok(n as usize);
+    }
+    let err = io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::ENOTSOCK) {
+        // SAFETY: as above.
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        return Ok(n as usize);
+    }
+    Err(err)
+}
+
+/// `shutdown(fd, SHUT_WR)`.
+pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
+    // SAFETY: shutdown takes no pointers.
+    cvt(unsafe { libc::shutdown(fd, libc::SHUT_WR) }).map(|_| ())
+}
+
+/// The pending socket error (`SO_ERROR`), cleared by reading it. `Ok(0)` when there is none.
+pub fn take_socket_error(fd: RawFd) -> io::Result<i32> {
+    let mut err: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: SO_ERROR writes one c_int into `err`; `len` holds its size.
+    cvt(unsafe {
+        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut libc::c_int).cast(), &mut len)
+    })?;
+    Ok(err)
+}
+
+/// `accept4` with `SOCK_NONBLOCK | SOCK_CLOEXEC`.
+pub fn accept(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: NULL address pointers are allowed by accept4.
+    let rc = cvt(unsafe {
+        libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+    })?;
+    // SAFETY: accept4 returned a new descriptor that nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc) })
+}
+
+/// Set `O_NONBLOCK` on a descriptor.
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl with F_GETFL/F_SETFL takes no pointers.
+    let flags = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    if flags & libc::O_NONBLOCK == 0 {
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    }
+    Ok(())
+}
+
+/// Set an integer socket option.
+pub fn set_sockopt_int(fd: RawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let v: libc::c_int = value;
+    // SAFETY: we pass a pointer to one c_int and its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
