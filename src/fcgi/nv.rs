@@ -74,7 +74,8 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 
 /// Decodes a buffer that holds whole pairs only (e.g. the body of GET_VALUES_RESULT).
 pub fn decode_all(buf: &[u8]) -> Result<Vec<Pair>, NvError> {
-    let mut d = NvDecoder::new(buf.len());
+    // No limit needed: memory grows only with the bytes actually present.
+    let mut d = NvDecoder::new(usize::MAX);
     let mut out = Vec::new();
     d.feed(buf, &mut out)?;
     if !d.at_boundary() {
@@ -205,7 +206,7 @@ mod tests {
         let value = vec![b'v'; 70000];
         let mut out = Vec::new();
         encode_pair(&mut out, b"X", &value).unwrap();
-        assert_eq!(&out[..5], &[1, 0x80, 0x00, 0x01, 0x11]);
+        assert_eq!(&out[..5], &[1, 0x80, 0x01, 0x11, 0x70]);
         assert_eq!(&out[5..6], b"X");
         assert_eq!(decode_all(&out).unwrap(), vec![(b"X".to_vec(), value)]);
     }

@@ -424,7 +424,7 @@ mod tests {
         .encode()
         .to_vec();
         v.extend_from_slice(content);
-        v.extend(std::iter::repeat(0xEE).take(padding as usize));
+        v.extend(vec![0xEE; padding as usize]);
         v
     }
 
@@ -585,13 +585,15 @@ mod tests {
         for round in 0..40 {
             let body_len = [0, 1, 7, 8, 9, 65535, 65536, 0xFFF8, 0xFFF9, 200_000][round % 10];
             let body = rng.bytes(body_len);
-            let err = rng.bytes(rng.below(100));
+            let err_len = rng.below(100);
+            let err = rng.bytes(err_len);
             let mut input = Vec::new();
             writer::stream(&mut input, RecordType::Stdout, 1, &body);
             writer::stream(&mut input, RecordType::Stderr, 1, &err);
             writer::stream_end(&mut input, RecordType::Stdout, 1);
             writer::end_request(&mut input, 1, 0, ProtocolStatus::RequestComplete);
-            let pieces = rng.chunks(&input, 1 + rng.below(70_000));
+            let max_piece = 1 + rng.below(70_000);
+            let pieces = rng.chunks(&input, max_piece);
             let mut p = Parser::new();
             p.expect(1);
             let (mut got, mut got_err, mut ended) = (Vec::new(), Vec::new(), false);

@@ -12,6 +12,9 @@ pub const MAX_CONTENT_LEN: usize = 0xFFFF;
 /// content plus padding never exceeds 65535 (php-fpm rejects PARAMS records where it does,
 /// and writes 0xFFF8-byte records itself).
 pub const MAX_PADDED_CONTENT: usize = 0xFFF8;
+// 0xFFF8 is the largest multiple of 8 that fits in a record.
+const _: () = assert!(MAX_PADDED_CONTENT % 8 == 0 && MAX_PADDED_CONTENT + 8 > MAX_CONTENT_LEN);
+
 /// Request id of management records.
 pub const NULL_REQUEST_ID: u16 = 0;
 /// Largest name or value length a name-value pair can express (31 bits).
@@ -229,10 +232,7 @@ mod tests {
         assert_eq!(padding_for(1), 7);
         assert_eq!(padding_for(8), 0);
         assert_eq!(padding_for(13), 3);
-        assert_eq!(MAX_PADDED_CONTENT % 8, 0);
-        assert!(MAX_PADDED_CONTENT + padding_for(MAX_PADDED_CONTENT) as usize <= MAX_CONTENT_LEN);
-        // The largest content that still fits with its padding.
-        assert!(MAX_PADDED_CONTENT + 8 > MAX_CONTENT_LEN);
+        assert_eq!(padding_for(MAX_PADDED_CONTENT), 0);
     }
 
     #[test]

@@ -261,7 +261,7 @@ mod tests {
             let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..1 + rng.below(40))
                 .map(|_| {
                     let nl = [1, 127, 128, 1000][rng.below(4)];
-                    let vl = [0, 5, 128, 9000, 30000, 0xFFF8 - 5 - nl][rng.below(6)];
+                    let vl = [0, 5, 128, 9000, 30000, 0xFFF8 - 8 - nl][rng.below(6)];
                     (rng.bytes(nl), rng.bytes(vl))
                 })
                 .collect();
