@@ -5,4 +5,5 @@
 //! All but `ffi` are safe Rust that knows nothing of C.
 
 pub mod reactor;
+pub mod stream;
 mod sys;
