@@ -5,5 +5,6 @@
 //! All but `ffi` are safe Rust that knows nothing of C.
 
 pub mod reactor;
+pub mod fcgi;
 pub mod stream;
 mod sys;
