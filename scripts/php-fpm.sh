@@ -8,7 +8,8 @@
 #   scripts/php-fpm.sh address DIR       # prints the FastCGI address of a started DIR
 #
 # start:
-#   * creates DIR (and DIR/www, a copy of tests/php/: hello.php, echo.php, oneline.php, ...);
+#   * creates DIR (made go+rx, so that web server workers running as another user, e.g.
+#     nginx's, reach the socket and docroot) and DIR/www, a copy of tests/php/: hello.php, echo.php, oneline.php, ...);
 #   * writes DIR/php-fpm.conf: one pool "heisen", pm=static with N workers (default 4),
 #     listening on DIR/php-fpm.sock (mode 0666) or, with --tcp PORT, on 127.0.0.1:PORT
 #     (--tcp 0 picks a free port), pid DIR/php-fpm.pid, log DIR/php-fpm.log,
@@ -128,6 +129,7 @@ cmd_start() {
         exit 2
     fi
     dir=$(abs_dir "$dir") || { say "cannot create $dir"; exit 1; }
+    chmod go+rx "$dir" 2>/dev/null   # a web server running as another user must reach the socket
     if pid_of "$dir" >/dev/null; then
         say "a php-fpm is already running for $dir; stopping it first"
         do_stop "$dir"

@@ -11,7 +11,7 @@ port and prints "ready tcp:127.0.0.1:PORT" instead. --ready-file PATH also write
 to PATH (atomically) once listening. Runs until SIGTERM/SIGINT (exit 0, unlinks the unix
 socket), then prints a summary line to stderr unless --quiet:
 "fcgi_peer: C connections, R requests, by mode: story=R1 ...".
-One thread per connection; listen backlog 1024. Accepted TCP sockets get TCP_NODELAY, so
+One thread per connection; listen backlog 1024; a unix socket gets mode 0666. Accepted TCP sockets get TCP_NODELAY, so
 "two writes" really are two segments.
 
 Every connection: the peer reads records until it has a whole request -- BEGIN_REQUEST,
@@ -439,6 +439,7 @@ def make_server(listen, mode, **opts):
         except FileNotFoundError:
             pass
         srv = UnixServer(path, Handler)
+        os.chmod(path, 0o666)  # like php-fpm's listen.mode: servers running as another user connect too
         address = "unix:" + path
         srv.unix_path = path
     else:
