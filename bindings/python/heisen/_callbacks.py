@@ -1,0 +1,191 @@
+"""Callback plumbing between C and Python.
+
+The C library never sees a Python object. Each registration puts a Python object (an *entry*)
+in :data:`registry` under a fresh integer, and that integer is the C ``user_data``. The
+trampolines below are module-level ``CFUNCTYPE`` objects, so they live as long as the module;
+each one looks its entry up and forwards the call. The C ``user_data_free`` hook
+(:data:`free_hook`) removes the entry, which is what lets the entry (and the user's callable)
+be garbage-collected: exactly when the library says it will make no further call.
+
+An exception must never propagate into C: the trampolines catch everything. Entries decide
+what an exception means (a reactor's entries stop the reactor and keep the exception for
+``Reactor.run()`` to re-raise).
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from typing import Any
+
+from . import _lib
+
+#: user_data integer -> entry object. Entries stay here until C calls the free hook.
+registry: dict[int, Any] = {}
+_ids = itertools.count(1)  # 0 would arrive in Python as None
+
+
+def register(entry: Any) -> int:
+    """Keep ``entry`` alive until the library releases it; returns the ``user_data`` value."""
+    key = next(_ids)  # atomic under the GIL
+    registry[key] = entry
+    return key
+
+
+def release(key: int | None) -> None:
+    """What ``user_data_free`` does (also usable from Python when C never got the key)."""
+    if key is None:
+        return
+    entry = registry.pop(key, None)
+    if entry is not None:
+        hook = getattr(entry, "_released", None)
+        if hook is not None:
+            hook()
+
+
+def _unraisable(where: str) -> None:
+    """Last resort for exceptions that no entry could take: report them like ctypes would."""
+    try:
+        exc = sys.exc_info()[1]
+        sys.unraisablehook(  # type: ignore[attr-defined]
+            type("UnraisableHookArgs", (), {
+                "exc_type": type(exc), "exc_value": exc,
+                "exc_traceback": exc.__traceback__ if exc else None,
+                "err_msg": f"Exception ignored in heisen {where} callback", "object": None,
+            })()
+        )
+    except BaseException:
+        pass
+
+
+@_lib.FREE_FN
+def free_hook(user_data: int | None) -> None:
+    try:
+        release(user_data)
+    except BaseException:
+        _unraisable("user_data_free")
+
+
+@_lib.IO_CB
+def io_trampoline(watch: int | None, fd: int, events: int, user_data: int | None) -> int:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is None:
+            return _lib.IO_DONE
+        return int(entry._fire(fd, events))
+    except BaseException:
+        _unraisable("watch")
+        return _lib.IO_DONE
+
+
+@_lib.TIMER_CB
+def timer_trampoline(timer: int | None, user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is not None:
+            entry._fire()
+    except BaseException:
+        _unraisable("timer")
+
+
+@_lib.WAKE_CB
+def wake_trampoline(waker: int | None, user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is not None:
+            entry._fire()
+    except BaseException:
+        _unraisable("waker")
+
+
+@_lib.POST_CB
+def post_trampoline(user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is not None:
+            entry._fire()
+    except BaseException:
+        _unraisable("post")
+
+
+@_lib.TRACE_CB
+def trace_trampoline(line: bytes | None, user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is not None:
+            entry._fire(_lib.decode_c(line))
+    except BaseException:
+        _unraisable("trace")
+
+
+@_lib.FCGI_HEADERS_CB
+def fcgi_headers_trampoline(req: int | None, http_status: int, user_data: int | None) -> int:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is None:
+            return 0
+        return int(entry._on_headers(req, http_status))
+    except BaseException:
+        _unraisable("FastCGI headers")
+        return 0
+
+
+@_lib.FCGI_DATA_CB
+def fcgi_body_trampoline(req: int | None, data: int | None, size: int,
+                         user_data: int | None) -> int:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is None:
+            return 0
+        return int(entry._on_body(req, _lib.string_at(data, size)))
+    except BaseException:
+        _unraisable("FastCGI body")
+        return 0
+
+
+@_lib.FCGI_DATA_CB
+def fcgi_stderr_trampoline(req: int | None, data: int | None, size: int,
+                           user_data: int | None) -> int:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is None:
+            return 0
+        return int(entry._on_stderr(req, _lib.string_at(data, size)))
+    except BaseException:
+        _unraisable("FastCGI stderr")
+        return 0
+
+
+@_lib.FCGI_END_CB
+def fcgi_end_trampoline(req: int | None, outcome: int, user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is not None:
+            entry._on_end(req, outcome)
+    except BaseException:
+        _unraisable("FastCGI end")
+
+
+@_lib.FCGI_DRAIN_CB
+def fcgi_drain_trampoline(req: int | None, user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is not None:
+            entry._on_drain(req)
+    except BaseException:
+        _unraisable("FastCGI drain")
+
+
+@_lib.FCGI_VALUES_CB
+def fcgi_values_trampoline(status: int, values: bytes | None, user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data)  # type: ignore[arg-type]
+        if entry is not None:
+            entry._fire(status, _lib.decode_c(values))
+    except BaseException:
+        _unraisable("FastCGI values")
+
+
+def live_count() -> int:
+    """How many entries the library still holds (for tests and leak hunting)."""
+    return len(registry)
