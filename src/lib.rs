@@ -7,4 +7,5 @@
 pub mod reactor;
 pub mod fcgi;
 pub mod stream;
+pub mod ffi;
 mod sys;

@@ -62,14 +62,6 @@ impl<T> Slab<T> {
         }
     }
 
-    /// Occupied entry at `index` whatever its generation (for tokens that carry only the index).
-    pub fn get_by_index_mut(&mut self, index: u32) -> Option<(Key, &mut T)> {
-        match self.entries.get_mut(index as usize) {
-            Some(Entry::Occupied { gen, value }) => Some((Key { index, gen: *gen }, value)),
-            _ => None,
-        }
-    }
-
     pub fn remove(&mut self, key: Key) -> Option<T> {
         let e = self.entries.get_mut(key.index as usize)?;
         match e {

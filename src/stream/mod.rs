@@ -14,7 +14,7 @@ mod address;
 mod listener;
 
 pub use address::Address;
-pub use listener::Listener;
+pub use listener::{AcceptFn, Listener};
 
 use crate::reactor::{Action, Flow, Reactor, TimerId, WatchId, READ, WRITE};
 use crate::sys;
