@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # scripts/php-fpm.sh -- a private php-fpm for tests, benchmarks and the demo.
 #
-#   scripts/php-fpm.sh start  DIR [--workers N] [--tcp PORT] [--max-requests N] [--quiet]
+#   scripts/php-fpm.sh start  DIR [--workers N] [--tcp PORT] [--max-requests N]
+#                                 [--set 'pool.key = value']... [--quiet]
 #   scripts/php-fpm.sh stop   DIR
 #   scripts/php-fpm.sh reload DIR        # SIGUSR2 (graceful reload), waits until it answers again
 #   scripts/php-fpm.sh status DIR        # exit 0 and php-fpm's /status page if running, else 3
 #   scripts/php-fpm.sh address DIR       # prints the FastCGI address of a started DIR
+#   scripts/php-fpm.sh workers DIR       # prints the worker pids, one a line (for chaos tests)
 #
 # start:
 #   * creates DIR (made go+rx, so that web server workers running as another user, e.g.
@@ -15,7 +17,9 @@
 #     (--tcp 0 picks a free port), pid DIR/php-fpm.pid, log DIR/php-fpm.log,
 #     catch_workers_output=yes, clear_env=no, pm.status_path=/status, ping.path=/ping
 #     (answers "pong"), request_terminate_timeout=30s, post_max_size=1G,
-#     pm.max_requests=N with --max-requests (default 0 = never recycle);
+#     pm.max_requests=N with --max-requests (default 0 = never recycle); each --set line is
+#     appended to the pool section as is (e.g. --set 'pm = dynamic' --set 'pm.start_servers = 2',
+#     --set 'php_admin_value[memory_limit] = 64M'; a later line overrides an earlier key);
 #     as root the pool runs as root (php-fpm -R);
 #   * starts php-fpm (binary: $PHP_FPM, else /usr/sbin/php-fpm8.2, the newest
 #     /usr/sbin/php-fpm8.*, php-fpm8.* or php-fpm on PATH) and waits (up to 10 s) until it
@@ -41,7 +45,7 @@ CLIENT="$ROOT/tests/harness/fcgi_client.py"
 PY="${PYTHON:-python3}"
 
 say() { echo "php-fpm.sh: $*" >&2; }
-usage() { sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 1; }
+usage() { sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 1; }
 
 find_fpm() {
     if [ -n "${PHP_FPM:-}" ]; then echo "$PHP_FPM"; return 0; fi
@@ -109,12 +113,13 @@ do_stop() {
 }
 
 cmd_start() {
-    local dir="" workers=4 tcp="" quiet=0 maxreq=0
+    local dir="" workers=4 tcp="" quiet=0 maxreq=0 extra=""
     while [ $# -gt 0 ]; do
         case "$1" in
             --workers) workers="${2:?--workers N}"; shift 2 ;;
             --tcp) tcp="${2:?--tcp PORT}"; shift 2 ;;
             --max-requests) maxreq="${2:?--max-requests N}"; shift 2 ;;
+            --set) extra+="${2:?--set 'key = value'}"$'\n'; shift 2 ;;
             --quiet) quiet=1; shift ;;
             -*) say "unknown option $1"; usage ;;
             *) [ -z "$dir" ] || usage; dir="$1"; shift ;;
@@ -187,6 +192,7 @@ php_admin_value[upload_max_filesize] = 1G
 php_admin_value[memory_limit] = 512M
 php_admin_flag[log_errors] = on
 php_admin_value[output_buffering] = 4096
+$extra
 EOF
 
     rm -f "$dir/php-fpm.sock" "$dir/php-fpm.pid"
@@ -234,6 +240,11 @@ case "$cmd" in
         addr=$(cat "$dir/address" 2>/dev/null)
         echo "php-fpm for $dir: running, pid $p, address $addr"
         [ -n "$addr" ] && "$PY" "$CLIENT" --status "$addr"
+        exit 0 ;;
+    workers)
+        dir=$(abs_dir "$1") || exit 1
+        p=$(pid_of "$dir") || { say "no php-fpm running for $dir"; exit 3; }
+        pgrep -P "$p" || true
         exit 0 ;;
     address)
         dir=$(abs_dir "$1") || exit 1
