@@ -22,9 +22,9 @@
 #   build/bin/heisen-httpd        HTTP/1.1 front (issue 5 §1):
 #                                   heisen-httpd -bind PORT -sandbox DIR -fastcgi .php BACKEND
 #                                                -indexfiles index.php -cpu 1 -foreground
-#   build/bin/heisen-story        the story replay on the C API; fallback
-#                                   target/release/examples/story. Called as
-#                                   heisen-story -n N BACKEND
+#   build/bin/heisen-story        the story replay on the C API (examples/c/heisen-story.c);
+#                                 fallback target/release/examples/story. Called as
+#                                   heisen-story -n N BACKEND    (usage: [-n N] [-c C] [BACKEND])
 #                                 and expected to print, among anything else, the lines
 #                                   502s: <count of requests that ended BAD_GATEWAY>
 #                                   read+hup events: <HEISEN_COUNTER_READ_WITH_HUP>

@@ -509,6 +509,7 @@ def main():
     ap.add_argument("--ready-file")
     ap.add_argument("--quiet", action="store_true")
     a = ap.parse_args()
+    threading.stack_size(256 * 1024)  # thousands of idle connections (silent mode) stay cheap
     try:
         srv, address = make_server(a.listen, a.mode, pad=not a.no_pad, delay_ms=a.delay_ms,
                                    max_requests_per_conn=a.max_requests_per_conn,
