@@ -367,6 +367,24 @@ class PhpFpm(unittest.TestCase):
         self.assertEqual(out.returncode, 124)
 
 
+@unittest.skipUnless(find_fpm(), "php-fpm not installed (scripts/install-deps.sh)")
+class PhpFpmModule(unittest.TestCase):
+    def test_context_manager(self):
+        import phpfpm
+        self.assertTrue(phpfpm.available())
+        with phpfpm.PhpFpm(workers=2, tcp=True, settings=("pm.max_requests = 50",)) as f:
+            self.assertTrue(f.address.startswith("tcp:127.0.0.1:"))
+            r = fc.request(f.address, fc.cgi_params(f.script("hello.php")))
+            self.assertEqual(r.body, b"Hello, world!\n")
+            self.assertEqual(len(f.worker_pids()), 2)
+            with open(os.path.join(f.dir, "php-fpm.conf")) as conf:
+                self.assertIn("pm.max_requests = 50", conf.read())
+            f.reload()
+            self.assertEqual(fc.request(f.address, fc.cgi_params(f.script("oneline.php"))).body, b"ok\n")
+            d = f.dir
+        self.assertFalse(os.path.exists(d))
+
+
 @unittest.skipUnless(find_fpm() and shutil.which("nginx"), "needs php-fpm (and nginx, to drive HTTP)")
 class HttpLoad(unittest.TestCase):
     def test_http_load_counts(self):
