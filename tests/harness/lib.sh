@@ -1,6 +1,7 @@
 # tests/harness/lib.sh -- helpers for shell tests. Source it:  . tests/harness/lib.sh
 #
-#   h_tmpdir                       a temporary directory (echo), removed by h_cleanup
+#   h_tmpdir                       a new temporary directory (echoed; d=$(h_tmpdir) is fine), removed
+#                                  by h_cleanup (all live under $H_BASE, made when lib.sh is sourced)
 #   h_fpm_start DIR [ARGS...]      scripts/php-fpm.sh start DIR ARGS; sets H_FPM (address) and
 #                                  H_WWW (DIR/www); stopped by h_cleanup; returns non-zero on failure
 #   h_peer_start MODE LISTEN [ARGS...]   tests/harness/fcgi_peer.py in the background, waits for
@@ -19,10 +20,11 @@ H_ROOT="${HEISEN_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 H_PY="${PYTHON:-python3}"
 H_PIDS=()
 H_FPM_DIRS=()
-H_TMPS=()
 H_FAILS=0
+# every h_tmpdir lives under one base directory, so that d=$(h_tmpdir) (a subshell) is cleaned too
+H_BASE=$(mktemp -d /tmp/heisen-test.XXXXXX) && chmod 755 "$H_BASE"
 
-h_tmpdir() { local d; d=$(mktemp -d /tmp/heisen-test.XXXXXX) && chmod 755 "$d" && H_TMPS+=("$d") && echo "$d"; }
+h_tmpdir() { local d; d=$(mktemp -d "$H_BASE/t.XXXXXX") && chmod 755 "$d" && echo "$d"; }
 
 h_track() { H_PIDS+=("$1"); }
 
@@ -81,8 +83,7 @@ h_cleanup() {
     H_PIDS=()
     for d in "${H_FPM_DIRS[@]+"${H_FPM_DIRS[@]}"}"; do "$H_ROOT/scripts/php-fpm.sh" stop "$d" >/dev/null 2>&1; done
     H_FPM_DIRS=()
-    for d in "${H_TMPS[@]+"${H_TMPS[@]}"}"; do rm -rf "$d"; done
-    H_TMPS=()
+    [ -n "${H_BASE:-}" ] && rm -rf "$H_BASE"
 }
 
 h_fail() { echo "FAIL: $*"; H_FAILS=$((H_FAILS + 1)); }
