@@ -261,6 +261,8 @@ struct State {
     closed: bool,
     /// Ends of requests whose handler was out (being called) when they ended.
     orphans: HashMap<ReqId, End>,
+    /// A deferred `schedule` is on its way.
+    schedule_queued: bool,
 }
 
 struct Inner {
@@ -794,10 +796,26 @@ impl State {
             self.schedule(r, me, evs);
             return;
         }
-        // Pool it, unless a waiting request takes it right away.
-        let b = conn.backend;
+        // Pool it on the next iteration, not now: a close that arrived together with this
+        // response is read first, so the connection is dropped instead of carrying the next
+        // request into a retry.
         conn.idle = true;
         conn.stream.set_ref(false);
+        let w = me.clone();
+        r.defer(Box::new(move |_| {
+            if let Some(inner) = w.upgrade() {
+                inner.pool_conn(cid);
+            }
+        }));
+    }
+
+    /// Makes an idle connection available to requests (see `conn_request_done`).
+    fn pool_conn(&mut self, r: &Reactor, me: &Weak<Inner>, cid: ConnId, evs: &mut Vec<Ev>) {
+        let Some(conn) = self.conns.get_mut(&cid) else { return };
+        if !conn.idle || self.closed {
+            return;
+        }
+        let b = conn.backend;
         self.backends[b].idle.push(cid);
         self.schedule(r, me, evs);
         let Some(conn) = self.conns.get_mut(&cid) else { return };
@@ -1305,6 +1323,38 @@ impl Inner {
         self.run(evs);
     }
 
+    /// Schedules the queue at the start of the next iteration (once however often asked).
+    fn schedule_later(&self) {
+        {
+            let mut st = self.st.borrow_mut();
+            if st.schedule_queued {
+                return;
+            }
+            st.schedule_queued = true;
+        }
+        let w = self.me.clone();
+        self.reactor.defer(Box::new(move |_| {
+            if let Some(inner) = w.upgrade() {
+                inner.st.borrow_mut().schedule_queued = false;
+                let mut evs = Vec::new();
+                {
+                    let mut st = inner.st.borrow_mut();
+                    st.schedule(&inner.reactor, &inner.me, &mut evs);
+                }
+                inner.run(evs);
+            }
+        }));
+    }
+
+    fn pool_conn(&self, cid: ConnId) {
+        let mut evs = Vec::new();
+        {
+            let mut st = self.st.borrow_mut();
+            st.pool_conn(&self.reactor, &self.me, cid, &mut evs);
+        }
+        self.run(evs);
+    }
+
     fn idle_timeout(&self, r: &Reactor, cid: ConnId) {
         let mut st = self.st.borrow_mut();
         if st.conns.get(&cid).is_some_and(|c| c.idle) {
@@ -1475,6 +1525,7 @@ impl Client {
                 stats: Stats::default(),
                 closed: false,
                 orphans: HashMap::new(),
+                schedule_queued: false,
             }),
         });
         Ok(Client { inner })
@@ -1545,12 +1596,13 @@ impl Client {
             st.stats.add(Stat::Requests, 1);
             st.queue.push_back(rid);
             st.arm_timer(r, rid);
-            st.schedule(r, &inner.me, &mut evs);
-            if st.queue.len() > st.cfg.queue_limit && st.queue.back() == Some(&rid) {
+            if st.queue.len() > st.cfg.queue_limit {
                 st.finish(r, rid, end(Outcome::Overloaded, "request queue full"), &mut evs);
             }
             rid
         };
+        // Placed on the next iteration, after connections that just finished are pooled.
+        inner.schedule_later();
         inner.run_later(evs);
         Ok(inner.handle(rid))
     }
