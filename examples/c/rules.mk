@@ -4,6 +4,8 @@
 #   build/bin/heisen-fcgi    FastCGI one-shot client and load generator (issue 5 §2)
 #   build/bin/heisen-story   the story replay: two writes and a close, zero 502s
 #   build/bin/heisen-http-parse-test   unit test of the HTTP parser (no library needed)
+#   build/bin/heisen-http-parse-fuzz   (make examples-c-fuzz) fuzz driver of the parser, ASan+UBSan;
+#                                      with clang, examples-c-libfuzzer builds a libFuzzer binary
 #
 # They use only include/heisen.h and libheisen.so (built by cargo before these rules run).
 # Plain C99, warning-free under -Wall -Wextra -Werror.
@@ -14,7 +16,7 @@ EXAMPLES_C_LDLIBS  := -Ltarget/release -lheisen -Wl,-rpath,$(abspath target/rele
 EXAMPLES_C_DEPS    := include/heisen.h examples/c/common.h $(wildcard target/release/libheisen.so)
 EXAMPLES_C_BINS    := build/bin/heisen-httpd build/bin/heisen-fcgi build/bin/heisen-story
 
-.PHONY: examples-c examples-c-clean
+.PHONY: examples-c examples-c-clean examples-c-fuzz examples-c-libfuzzer
 examples-c: $(EXAMPLES_C_BINS) build/bin/heisen-http-parse-test
 
 build/bin/heisen-httpd: examples/c/heisen-httpd.c examples/c/http_parse.c examples/c/http_parse.h $(EXAMPLES_C_DEPS)
@@ -33,5 +35,17 @@ build/bin/heisen-http-parse-test: tests/programs/http_parse_test.c examples/c/ht
 	@mkdir -p $(@D)
 	$(EXAMPLES_C_CC) $(EXAMPLES_C_CFLAGS) -Iexamples/c -o $@ tests/programs/http_parse_test.c examples/c/http_parse.c
 
+examples-c-fuzz: build/bin/heisen-http-parse-fuzz
+build/bin/heisen-http-parse-fuzz: tests/programs/http_parse_fuzz.c examples/c/http_parse.c examples/c/http_parse.h
+	@mkdir -p $(@D)
+	$(EXAMPLES_C_CC) -std=c99 -Wall -Wextra -Werror -DSTANDALONE -g -O1 -fsanitize=address,undefined \
+	    -fno-sanitize-recover=undefined -Iexamples/c -o $@ tests/programs/http_parse_fuzz.c examples/c/http_parse.c
+
+examples-c-libfuzzer:
+	@mkdir -p build/bin
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -Iexamples/c -o build/bin/heisen-http-parse-libfuzzer \
+	    tests/programs/http_parse_fuzz.c examples/c/http_parse.c
+
 examples-c-clean:
-	rm -f $(EXAMPLES_C_BINS) build/bin/heisen-http-parse-test
+	rm -f $(EXAMPLES_C_BINS) build/bin/heisen-http-parse-test build/bin/heisen-http-parse-fuzz \
+	    build/bin/heisen-http-parse-libfuzzer

@@ -35,6 +35,21 @@ rc=0
 if [ -x "$BIN/heisen-http-parse-test" ]; then
     "$BIN/heisen-http-parse-test" || rc=1
 fi
+# a short fuzz run of the HTTP parser under ASan/UBSan (HEISEN_FUZZ_SECONDS, default 5; 0 = skip)
+fuzz_s="${HEISEN_FUZZ_SECONDS:-5}"
+if [ "$fuzz_s" != 0 ]; then
+    if [ ! -x "$BIN/heisen-http-parse-fuzz" ]; then
+        make -s build/bin/heisen-http-parse-fuzz >/dev/null 2>&1 || \
+            ${CC:-cc} -std=c99 -DSTANDALONE -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -Iexamples/c -o "$BIN/heisen-http-parse-fuzz" tests/programs/http_parse_fuzz.c examples/c/http_parse.c \
+                2>/dev/null
+    fi
+    if [ -x "$BIN/heisen-http-parse-fuzz" ]; then
+        "$BIN/heisen-http-parse-fuzz" "$fuzz_s" || rc=1
+    else
+        echo "tests/programs: no sanitizer-capable compiler, HTTP parser fuzz run skipped" >&2
+    fi
+fi
 (cd "$HERE" && "$PY" -m unittest -v "$@" test_fcgi_tool test_httpd) || rc=1
 if [ "$want_valgrind" = 1 ]; then
     "$HERE/valgrind.sh" || rc=1
