@@ -3,7 +3,7 @@
  * (BEGIN_REQUEST + PARAMS + empty PARAMS + empty STDIN) sent with one write; the reply is
  * parsed in place from one read (more if it comes in pieces) up to END_REQUEST.
  *
- *   fcgi_client -s SOCKET -f SCRIPT_FILENAME [-n REQUESTS] [-c CONCURRENCY] [-k]
+ *   fcgi_client -s SOCKET -f SCRIPT_FILENAME [-n REQUESTS] [-c CONCURRENCY] [-k] [-q QUERY_STRING]
  *
  * -k keeps each of the c connections open (FCGI_KEEP_CONN); without it every request
  * connects anew and the connection is closed after END_REQUEST. Prints one JSON line:
@@ -76,6 +76,8 @@ static size_t put_pair(unsigned char *p, const char *name, const char *value)
     return o + vl;
 }
 
+static const char *query = "";
+
 static void build_request(const char *script)
 {
     unsigned char *p = req;
@@ -87,7 +89,7 @@ static void build_request(const char *script)
     unsigned char body[1500];
     size_t b = 0;
     static const char *pairs[][2] = {
-        {"REQUEST_METHOD", "GET"},     {"SCRIPT_NAME", "/bench"},       {"QUERY_STRING", ""},
+        {"REQUEST_METHOD", "GET"},     {"SCRIPT_NAME", "/bench"},
         {"REQUEST_URI", "/bench"},     {"DOCUMENT_URI", "/bench"},      {"DOCUMENT_ROOT", "/"},
         {"SERVER_PROTOCOL", "HTTP/1.1"}, {"GATEWAY_INTERFACE", "CGI/1.1"}, {"SERVER_SOFTWARE", "bench"},
         {"REMOTE_ADDR", "127.0.0.1"},  {"REMOTE_PORT", "40000"},        {"SERVER_ADDR", "127.0.0.1"},
@@ -95,6 +97,7 @@ static void build_request(const char *script)
         {"CONTENT_LENGTH", "0"},
     };
     b += put_pair(body + b, "SCRIPT_FILENAME", script);
+    b += put_pair(body + b, "QUERY_STRING", query);
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++)
         b += put_pair(body + b, pairs[i][0], pairs[i][1]);
     unsigned pad = (unsigned)((8 - b % 8) % 8);
@@ -236,19 +239,21 @@ int main(int argc, char **argv)
 {
     const char *sock = NULL, *script = NULL;
     int conc = 1, opt;
-    while ((opt = getopt(argc, argv, "s:f:n:c:k")) != -1) {
+    while ((opt = getopt(argc, argv, "s:f:n:c:kq:")) != -1) {
         switch (opt) {
         case 's': sock = optarg; break;
         case 'f': script = optarg; break;
         case 'n': n_req = atol(optarg); break;
         case 'c': conc = atoi(optarg); break;
         case 'k': keep_alive = 1; break;
+        case 'q': query = optarg; break;
         default: goto usage;
         }
     }
-    if (!sock || !script || conc < 1 || n_req < 1 || strlen(sock) >= sizeof addr.sun_path) {
+    if (!sock || !script || conc < 1 || n_req < 1 || strlen(sock) >= sizeof addr.sun_path || strlen(script) > 127 ||
+        strlen(query) > 127) {
     usage:
-        fprintf(stderr, "usage: %s -s SOCKET -f SCRIPT_FILENAME [-n REQUESTS] [-c CONCURRENCY] [-k]\n", argv[0]);
+        fprintf(stderr, "usage: %s -s SOCKET -f SCRIPT_FILENAME [-n REQUESTS] [-c CONCURRENCY] [-k] [-q QUERY]\n", argv[0]);
         return 1;
     }
     addr.sun_family = AF_UNIX;

@@ -12,6 +12,7 @@ set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/../lib/common.sh"
 SUITE=fcgi
+suite_begin $SUITE
 
 if quick; then
     ROUNDS="${BENCH_ROUNDS:-1}"; N_KA=8000; N_NEW=3000; N_CGI=100

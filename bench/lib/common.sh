@@ -148,3 +148,14 @@ for line in open(sys.argv[1]):
 print("" if v is None else v)
 EOF
 }
+
+# suite_begin SUITE: forget the samples and notes a previous run of this suite left in
+# $BENCH_TMP (standalone runs re-use it; bench/run.sh starts from an empty one)
+suite_begin() {
+    local f
+    for f in "$BENCH_SAMPLES" "$BENCH_NOTES"; do
+        [ -s "$f" ] || continue
+        grep -v "^{\"suite\":\"$1\"" "$f" > "$f.tmp" || true
+        mv "$f.tmp" "$f"
+    done
+}

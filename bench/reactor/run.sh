@@ -15,10 +15,11 @@ set -u
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/../lib/common.sh"
 SUITE=reactor
+suite_begin $SUITE
 
 if quick; then
     ROUNDS="${BENCH_ROUNDS:-1}"; RUNS=2; WRITES=2000
-    NS="100 1000"; AS="1 100"; TIMERS="0 1"
+    NS="1000"; AS="1 100"; TIMERS="0 1"
     CG_CASES="1000:100:0 1000:1:1"
 else
     ROUNDS="${BENCH_ROUNDS:-5}"; RUNS=5; WRITES=10000
