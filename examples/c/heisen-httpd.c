@@ -724,8 +724,17 @@ static void respond_simple(struct conn *c, int status, const char *extra_headers
     char body[128];
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_phrase(status));
     struct buf h = {0};
-    if (status >= 400 && c->state == ST_BODY && c->body_mode != BODY_DISCARD)
-        c->keep_alive = 0;
+    if (status >= 400 && c->state == ST_BODY) {
+        /* nobody wants the rest of the body: read and drop it, unless it is large */
+        if (c->pending) {
+            heisen_fcgi_request_free(c->pending);
+            c->pending = NULL;
+        }
+        c->body_mode = BODY_DISCARD;
+        c->body_blocked = 0;
+        if (c->body_left > (1u << 20) || status == 413)
+            c->keep_alive = 0;
+    }
     buf_printf(&h, "HTTP/1.%d %d %s\r\nServer: " SERVER_NAME "\r\nDate: %s\r\n", c->minor == 0 ? 0 : 1,
                status, reason_phrase(status), worker_date(c->w));
     if (extra_headers)
