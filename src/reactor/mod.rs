@@ -716,10 +716,18 @@ impl Reactor {
         let c = &self.core;
         loop {
             self.update_now();
+            let before = self.counters();
+            let deferred = !c.deferred.borrow().is_empty();
             self.run_timers();
             self.run_posts();
             self.run_deferred();
             self.run_pending();
+            let after = self.counters();
+            // Work done before the poll: a single iteration must not then block.
+            let did_work = deferred
+                || after.timers_fired != before.timers_fired
+                || after.posts_run != before.posts_run
+                || after.dispatches != before.dispatches;
             if c.stop.get() || c.close_requested.get() {
                 return Ok(());
             }
@@ -729,7 +737,7 @@ impl Reactor {
             let busy = !c.pending.borrow().is_empty()
                 || !c.deferred.borrow().is_empty()
                 || c.shared.has_posts.load(Ordering::Acquire);
-            let timeout = if mode == RunMode::NoWait || busy {
+            let timeout = if mode == RunMode::NoWait || busy || (mode == RunMode::Once && did_work) {
                 Some(Duration::ZERO)
             } else {
                 let now = c.now.get();
