@@ -6,7 +6,7 @@
 use heisen::reactor::{Action, Flow, Reactor, RunMode, READ};
 use heisen::stream::{Stream, StreamHandler};
 use std::cell::RefCell;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;

@@ -72,6 +72,19 @@ COUNTER_BYTES_AFTER_HUP = 3
 COUNTER_ITERATIONS = 4
 COUNTER_TIMERS_FIRED = 5
 COUNTER_POSTS_RUN = 6
+COUNTER_HUPS_HELD = 7
+
+#: ``HEISEN_COUNTER_*`` in numeric order; the names are the lower-cased suffixes.
+COUNTER_NAMES = (
+    "events",
+    "dispatches",
+    "read_with_hup",
+    "bytes_after_hup",
+    "iterations",
+    "timers_fired",
+    "posts_run",
+    "hups_held",
+)
 
 EV_READ = 1
 EV_WRITE = 2
@@ -120,6 +133,13 @@ FCGI_STAT_NAMES = (
     "failovers",
     "idle_closed_by_peer",
 )
+
+STREAM_CONNECTED = 0
+STREAM_END = 1
+STREAM_ERROR = 2
+STREAM_DRAIN = 3
+
+LISTEN_REUSEPORT = 1
 
 FCGI_ROLE_RESPONDER = 1
 FCGI_ROLE_AUTHORIZER = 2

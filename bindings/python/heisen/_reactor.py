@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import math
-import os
 import threading
 from contextlib import contextmanager
 from ctypes import byref, c_int, c_int32, c_uint64
@@ -61,6 +60,8 @@ class Counters:
     timers_fired: int
     #: posted callbacks run
     posts_run: int
+    #: hang-ups held back because a read callback left bytes in the socket
+    hups_held: int = 0
 
 
 def _ms(seconds: float) -> int:
@@ -284,9 +285,13 @@ class Reactor:
         with self._use() as ptr:
             L = _lib.lib()
             values = []
-            for which in range(7):
-                v = c_uint64()
-                check(L.heisen_reactor_counter(ptr, which, byref(v)), "heisen_reactor_counter")
+            v = c_uint64()
+            for which in range(len(_lib.COUNTER_NAMES)):
+                status = L.heisen_reactor_counter(ptr, which, byref(v))
+                if status == _lib.STATUS_INVALID_ARGUMENT and which >= 7:
+                    values.append(0)  # an older library without this counter
+                    continue
+                check(status, "heisen_reactor_counter")
                 values.append(int(v.value))
             return Counters(*values)
 
@@ -593,6 +598,3 @@ class Waker(_Handle):
     def __repr__(self) -> str:
         return f"<heisen.Waker {'closed' if self.closed else 'open'}>"
 
-
-def _pid() -> int:
-    return os.getpid()
