@@ -373,8 +373,12 @@ class _Handle:
         return self._reactor
 
     def _released(self) -> None:
-        # C is done with our user_data: no further callbacks are possible.
+        # C is done with our user_data: no further callbacks are possible. Drop the user's
+        # callable (and its arguments) so that they can be collected even if this handle
+        # object lives on.
         self._ptr = None
+        self._callback = None
+        self._args = ()
 
     def _free_c(self) -> None:
         ptr, self._ptr = self._ptr, None
