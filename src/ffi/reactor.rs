@@ -188,7 +188,7 @@ pub extern "C" fn heisen_reactor_set_trace(
             Some(cb) => h.r.set_trace(Some(Box::new(move |line: &str| {
                 let c = CString::new(line.replace('\0', " ")).unwrap_or_default();
                 // SAFETY: the caller registered cb for this reactor; `c` outlives the call.
-                unsafe { cb(c.as_ptr(), ud.ptr) };
+                unsafe { cb(c.as_ptr(), ud.ptr()) };
             }))),
         }
         HEISEN_STATUS_OK
@@ -274,7 +274,7 @@ pub extern "C" fn heisen_watch_new(
                 Action::Error => HEISEN_EV_ERROR,
             };
             // SAFETY: the watch is alive while the reactor calls it (freeing it unregisters it).
-            let rc = unsafe { cb(hp as *mut heisen_watch, fd, ev, ud.ptr) };
+            let rc = unsafe { cb(hp as *mut heisen_watch, fd, ev, ud.ptr()) };
             if rc == HEISEN_IO_AGAIN { Flow::Again } else { Flow::Done }
         });
         match h.r.watch(fd, interest, f) {
@@ -358,7 +358,7 @@ pub extern "C" fn heisen_timer_new(
         let hp = handle as usize;
         let id = h.r.timer(Box::new(move |_, _| {
             // SAFETY: the timer handle is alive while its callback can run (freeing removes it).
-            unsafe { cb(hp as *mut heisen_timer, ud.ptr) }
+            unsafe { cb(hp as *mut heisen_timer, ud.ptr()) }
         }));
         // SAFETY: `handle` was just created by Box::into_raw above.
         unsafe { (*handle).id.set(Some(id)) };
@@ -486,7 +486,7 @@ pub extern "C" fn heisen_waker_wake(waker: *mut heisen_waker) -> heisen_status {
             if !w2.freed.load(Ordering::Acquire) {
                 if let Some(cb) = w2.cb {
                     // SAFETY: the Arc keeps the waker's memory alive during the call.
-                    unsafe { cb(Arc::as_ptr(&w2) as *mut heisen_waker, w2.ud.0.ptr) };
+                    unsafe { cb(Arc::as_ptr(&w2) as *mut heisen_waker, w2.ud.0.ptr()) };
                 }
             }
         }));
@@ -515,7 +515,7 @@ pub extern "C" fn heisen_waker_post(
         let res = w.remote.post(Box::new(move |_| {
             let ud = ud;
             // SAFETY: the caller posted cb with this user_data for the reactor's thread.
-            unsafe { cb(ud.0.ptr) };
+            unsafe { cb(ud.0.ptr()) };
         }));
         match res {
             Ok(()) => HEISEN_STATUS_OK,

@@ -43,7 +43,7 @@ impl CStream {
     fn event(&self, event: i32, err: i32) {
         if let Some(cb) = self.on_event {
             // SAFETY: the handle is alive while the stream can call back (freeing closes it).
-            unsafe { cb(self.handle as *mut heisen_stream, event, err, self.ud.ptr) };
+            unsafe { cb(self.handle as *mut heisen_stream, event, err, self.ud.ptr()) };
         }
     }
 }
@@ -55,7 +55,7 @@ impl StreamHandler for CStream {
     fn on_data(&mut self, _s: &Stream, data: &[u8]) {
         if let Some(cb) = self.on_data {
             // SAFETY: as in `event`; `data` is valid for the call.
-            unsafe { cb(self.handle as *mut heisen_stream, data.as_ptr(), data.len(), self.ud.ptr) };
+            unsafe { cb(self.handle as *mut heisen_stream, data.as_ptr(), data.len(), self.ud.ptr()) };
         }
     }
     fn on_end(&mut self, _s: &Stream) {
@@ -289,7 +289,7 @@ fn new_listener(
     let hp = handle as usize;
     let f = Box::new(move |_: &crate::reactor::Reactor, fd: OwnedFd| {
         // SAFETY: the listener handle is alive while it can accept (freeing stops it).
-        unsafe { cb(hp as *mut heisen_listener, fd.into_raw_fd(), ud.ptr) };
+        unsafe { cb(hp as *mut heisen_listener, fd.into_raw_fd(), ud.ptr()) };
     });
     match make(f) {
         Ok(l) => {

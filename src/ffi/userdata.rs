@@ -7,13 +7,20 @@ pub type heisen_free_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// A caller's `user_data` pointer and its destructor, called exactly once on drop.
 pub(crate) struct UserData {
-    pub ptr: *mut c_void,
+    ptr: *mut c_void,
     free: heisen_free_fn,
 }
 
 impl UserData {
     pub fn new(ptr: *mut c_void, free: heisen_free_fn) -> UserData {
         UserData { ptr, free }
+    }
+
+    /// The pointer. A method, not a field, so that a closure calling it captures (and keeps)
+    /// the whole `UserData`: a closure that named the field would capture only the pointer and
+    /// the destructor would run at once.
+    pub fn ptr(&self) -> *mut c_void {
+        self.ptr
     }
 }
 

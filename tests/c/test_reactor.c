@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <poll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int failures;
@@ -64,6 +66,7 @@ static void test_write_close_order(void) {
     heisen_watch *w = NULL;
     frees = 0;
     OK(heisen_watch_new(r, sv[0], HEISEN_EV_READ, order_cb, &o, count_free, &w));
+    CHECK(frees == 0); /* user_data lives as long as the watch */
     OK(heisen_reactor_run(r, HEISEN_RUN_DEFAULT));
     CHECK(o.len == 5 && memcmp(o.data, "reply", 5) == 0);
     CHECK(strcmp(o.log, "REH") == 0);
@@ -125,6 +128,7 @@ static void test_timers(void) {
     OK(heisen_timer_new(r, once_cb, &once, NULL, &t2));
     OK(heisen_timer_start(t1, 1, 2));
     OK(heisen_timer_start(t2, 5, 0));
+    CHECK(frees == 0);
     OK(heisen_reactor_run(r, HEISEN_RUN_DEFAULT));
     CHECK(k.n == 3);
     CHECK(once == 1);
@@ -206,6 +210,7 @@ static void test_stream_peer_writes_then_closes(void) {
     heisen_stream *s = NULL;
     frees = 0;
     OK(heisen_stream_open_fd(r, sv[0], s_data, s_event, &x, count_free, &s));
+    CHECK(frees == 0);
     OK(heisen_reactor_run(r, HEISEN_RUN_DEFAULT));
     CHECK(x.len == 11 && memcmp(x.buf, "hello world", 11) == 0);
     CHECK(strcmp(x.events, "1") == 0); /* exactly one END, after the data */
@@ -283,6 +288,7 @@ static void test_reentrancy_and_free_inside(void) {
     frees = 0;
     OK(heisen_timer_new(x.r, reent_cb, &x, count_free, &t));
     OK(heisen_timer_start(t, 0, 0));
+    CHECK(frees == 0);
     heisen_reactor *keep = x.r;
     OK(heisen_reactor_run(keep, HEISEN_RUN_DEFAULT));
     CHECK(x.inner == HEISEN_STATUS_REENTRANT);
@@ -339,7 +345,61 @@ static void test_bad_arguments(void) {
     heisen_reactor_free(r);
 }
 
+/* ------------------------------------------------------------------ fork, trace, embedding */
+static void test_fork(void) {
+    heisen_reactor *r = NULL;
+    OK(heisen_reactor_new(&r));
+    pid_t pid = fork();
+    if (pid == 0) {
+        heisen_status st = heisen_reactor_run(r, HEISEN_RUN_NOWAIT);
+        _exit(st == HEISEN_STATUS_FORKED ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    OK(heisen_reactor_run(r, HEISEN_RUN_NOWAIT)); /* the parent is unaffected */
+    heisen_reactor_free(r);
+}
+
+struct trace { int lines; int saw_order; };
+static void trace_cb(const char *line, void *ud) {
+    struct trace *t = ud;
+    t->lines++;
+    if (strstr(line, "READABLE|READ_CLOSED|WRITE_CLOSED") && strstr(line, "-> READ,HUP")) t->saw_order = 1;
+}
+
+static void test_trace_and_embedding(void) {
+    heisen_reactor *r = NULL;
+    OK(heisen_reactor_new(&r));
+    struct trace t = {0, 0};
+    OK(heisen_reactor_set_trace(r, trace_cb, &t, NULL));
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    CHECK(write(sv[1], "x", 1) == 1);
+    close(sv[1]);
+    struct order o;
+    memset(&o, 0, sizeof o);
+    heisen_watch *w = NULL;
+    OK(heisen_watch_new(r, sv[0], HEISEN_EV_READ, order_cb, &o, NULL, &w));
+    /* drive heisen from our own poll() loop, as an embedding server would */
+    int efd = -1;
+    OK(heisen_reactor_backend_fd(r, &efd));
+    for (int i = 0; i < 50 && strcmp(o.log, "REH") != 0; i++) {
+        int32_t ms = 0;
+        OK(heisen_reactor_backend_timeout(r, &ms));
+        struct pollfd p = { efd, POLLIN, 0 };
+        poll(&p, 1, ms < 0 ? 100 : ms);
+        OK(heisen_reactor_run(r, HEISEN_RUN_NOWAIT));
+    }
+    CHECK(strcmp(o.log, "REH") == 0);
+    CHECK(t.lines >= 1 && t.saw_order == 1);
+    close(sv[0]);
+    heisen_reactor_free(r);
+}
+
 int main(void) {
+    test_fork();
+    test_trace_and_embedding();
     test_write_close_order();
     test_again();
     test_timers();
