@@ -140,7 +140,8 @@ class Response:
 
 @dataclass(frozen=True)
 class Stats:
-    """Client statistics (``HEISEN_FCGI_STAT_*``), added up over the per-thread pools."""
+    """Client statistics (``HEISEN_FCGI_STAT_*``), added up over the per-thread pools, including
+    the pools of threads that have ended (but for the current-value fields)."""
 
     requests: int = 0
     complete: int = 0
@@ -162,7 +163,7 @@ class Stats:
     conns_open: int = 0
     failovers: int = 0
     idle_closed_by_peer: int = 0
-    #: how many per-thread pools were added up
+    #: how many per-thread pools are alive now
     pools: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -171,6 +172,8 @@ class Stats:
 
 
 _MAX_FIELDS = frozenset({"peak_conns", "queue_wait_us_max"})
+# current values: a freed pool has none
+_GAUGES = frozenset({"queue_length", "in_flight", "conns_open"})
 
 
 def cgi_script_parts(script: str, document_root: str | None) -> tuple[str, str]:
@@ -214,6 +217,7 @@ class _Slot:
         L = _lib.lib()
         if os.getpid() != self.pid:
             return  # a forked child: leave the parent's objects alone
+        self.snapshot = self.read_stats()
         L.heisen_fcgi_client_free(self.client)
         # let the aborted requests' on_end run, then free the reactor
         L.heisen_reactor_run(self.reactor, _lib.RUN_NOWAIT)
@@ -294,6 +298,7 @@ class FastCGIClient:
         self._lock = threading.RLock()
         self._local = threading.local()
         self._slots: list[_Slot] = []
+        self._retired: dict[str, int] = {}
         self._pid = os.getpid()
         if isinstance(backends, (str, bytes)):
             backends = [backends if isinstance(backends, str) else backends.decode()]
@@ -357,6 +362,7 @@ class FastCGIClient:
                 if pid != self._pid:
                     self._pid = pid
                     self._slots = []
+                    self._retired = {}
                     self._local = threading.local()
         holder: _ThreadSlotHolder | None = getattr(self._local, "holder", None)
         if holder is not None and not holder.slot.closed:
@@ -378,25 +384,38 @@ class FastCGIClient:
         return slot
 
     def _retire(self, slot: _Slot) -> None:
-        """A thread ended: free its pool (now, or when the request it runs returns)."""
-        with self._lock:
-            if slot in self._slots:
-                self._slots.remove(slot)
+        """A thread ended: free its pool (now, or when the request it runs returns); its
+        counters go on counting in :meth:`stats`."""
         if slot.lock.acquire(blocking=False):
             try:
                 slot.free()
             finally:
                 slot.lock.release()
+            self._forget(slot)
         else:
             slot.doomed = True
 
-    @staticmethod
-    def _done_with(slot: _Slot) -> None:
+    def _forget(self, slot: _Slot) -> None:
+        """Move a freed pool's final counters into the retired totals."""
+        with self._lock:
+            if slot not in self._slots:
+                return
+            self._slots.remove(slot)
+            for name, value in slot.snapshot.items():
+                if name in _GAUGES:
+                    continue
+                if name in _MAX_FIELDS:
+                    self._retired[name] = max(self._retired.get(name, 0), value)
+                else:
+                    self._retired[name] = self._retired.get(name, 0) + value
+
+    def _done_with(self, slot: _Slot) -> None:
         """After each use (caller holds ``slot.lock``): snapshot stats, honour a pending close."""
         if slot.closed:
             return
         if slot.doomed:
             slot.free()
+            self._forget(slot)
             return
         slot.snapshot = slot.read_stats()
 
@@ -617,7 +636,7 @@ class FastCGIClient:
             raise ClosedError("the FastCGI client is closed", _lib.STATUS_CLOSED)
         with self._lock:
             slots = list(self._slots)
-        total: dict[str, int] = {}
+            total: dict[str, int] = dict(self._retired)
         pools = 0
         for slot in slots:
             values: dict[str, int] | None = None
