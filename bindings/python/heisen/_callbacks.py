@@ -47,7 +47,7 @@ def _unraisable(where: str) -> None:
     """Last resort for exceptions that no entry could take: report them like ctypes would."""
     try:
         exc = sys.exc_info()[1]
-        sys.unraisablehook(  # type: ignore[attr-defined]
+        sys.unraisablehook(
             type("UnraisableHookArgs", (), {
                 "exc_type": type(exc), "exc_value": exc,
                 "exc_traceback": exc.__traceback__ if exc else None,
@@ -58,18 +58,19 @@ def _unraisable(where: str) -> None:
         pass
 
 
-@_lib.FREE_FN
-def free_hook(user_data: int | None) -> None:
+def _free_hook(user_data: int | None) -> None:
     try:
         release(user_data)
     except BaseException:
         _unraisable("user_data_free")
 
 
-@_lib.IO_CB
-def io_trampoline(watch: int | None, fd: int, events: int, user_data: int | None) -> int:
+free_hook = _lib.FREE_FN(_free_hook)
+
+
+def _io_trampoline(watch: int | None, fd: int, events: int, user_data: int | None) -> int:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is None:
             return _lib.IO_DONE
         return int(entry._fire(fd, events))
@@ -78,50 +79,60 @@ def io_trampoline(watch: int | None, fd: int, events: int, user_data: int | None
         return _lib.IO_DONE
 
 
-@_lib.TIMER_CB
-def timer_trampoline(timer: int | None, user_data: int | None) -> None:
+io_trampoline = _lib.IO_CB(_io_trampoline)
+
+
+def _timer_trampoline(timer: int | None, user_data: int | None) -> None:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is not None:
             entry._fire()
     except BaseException:
         _unraisable("timer")
 
 
-@_lib.WAKE_CB
-def wake_trampoline(waker: int | None, user_data: int | None) -> None:
+timer_trampoline = _lib.TIMER_CB(_timer_trampoline)
+
+
+def _wake_trampoline(waker: int | None, user_data: int | None) -> None:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is not None:
             entry._fire()
     except BaseException:
         _unraisable("waker")
 
 
-@_lib.POST_CB
-def post_trampoline(user_data: int | None) -> None:
+wake_trampoline = _lib.WAKE_CB(_wake_trampoline)
+
+
+def _post_trampoline(user_data: int | None) -> None:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is not None:
             entry._fire()
     except BaseException:
         _unraisable("post")
 
 
-@_lib.TRACE_CB
-def trace_trampoline(line: bytes | None, user_data: int | None) -> None:
+post_trampoline = _lib.POST_CB(_post_trampoline)
+
+
+def _trace_trampoline(line: bytes | None, user_data: int | None) -> None:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is not None:
             entry._fire(_lib.decode_c(line))
     except BaseException:
         _unraisable("trace")
 
 
-@_lib.FCGI_HEADERS_CB
-def fcgi_headers_trampoline(req: int | None, http_status: int, user_data: int | None) -> int:
+trace_trampoline = _lib.TRACE_CB(_trace_trampoline)
+
+
+def _fcgi_headers_trampoline(req: int | None, http_status: int, user_data: int | None) -> int:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is None:
             return 0
         return int(entry._on_headers(req, http_status))
@@ -130,11 +141,13 @@ def fcgi_headers_trampoline(req: int | None, http_status: int, user_data: int | 
         return 0
 
 
-@_lib.FCGI_DATA_CB
-def fcgi_body_trampoline(req: int | None, data: int | None, size: int,
+fcgi_headers_trampoline = _lib.FCGI_HEADERS_CB(_fcgi_headers_trampoline)
+
+
+def _fcgi_body_trampoline(req: int | None, data: int | None, size: int,
                          user_data: int | None) -> int:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is None:
             return 0
         return int(entry._on_body(req, _lib.string_at(data, size)))
@@ -143,11 +156,13 @@ def fcgi_body_trampoline(req: int | None, data: int | None, size: int,
         return 0
 
 
-@_lib.FCGI_DATA_CB
-def fcgi_stderr_trampoline(req: int | None, data: int | None, size: int,
+fcgi_body_trampoline = _lib.FCGI_DATA_CB(_fcgi_body_trampoline)
+
+
+def _fcgi_stderr_trampoline(req: int | None, data: int | None, size: int,
                            user_data: int | None) -> int:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is None:
             return 0
         return int(entry._on_stderr(req, _lib.string_at(data, size)))
@@ -156,34 +171,43 @@ def fcgi_stderr_trampoline(req: int | None, data: int | None, size: int,
         return 0
 
 
-@_lib.FCGI_END_CB
-def fcgi_end_trampoline(req: int | None, outcome: int, user_data: int | None) -> None:
+fcgi_stderr_trampoline = _lib.FCGI_DATA_CB(_fcgi_stderr_trampoline)
+
+
+def _fcgi_end_trampoline(req: int | None, outcome: int, user_data: int | None) -> None:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is not None:
             entry._on_end(req, outcome)
     except BaseException:
         _unraisable("FastCGI end")
 
 
-@_lib.FCGI_DRAIN_CB
-def fcgi_drain_trampoline(req: int | None, user_data: int | None) -> None:
+fcgi_end_trampoline = _lib.FCGI_END_CB(_fcgi_end_trampoline)
+
+
+def _fcgi_drain_trampoline(req: int | None, user_data: int | None) -> None:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is not None:
             entry._on_drain(req)
     except BaseException:
         _unraisable("FastCGI drain")
 
 
-@_lib.FCGI_VALUES_CB
-def fcgi_values_trampoline(status: int, values: bytes | None, user_data: int | None) -> None:
+fcgi_drain_trampoline = _lib.FCGI_DRAIN_CB(_fcgi_drain_trampoline)
+
+
+def _fcgi_values_trampoline(status: int, values: bytes | None, user_data: int | None) -> None:
     try:
-        entry = registry.get(user_data)  # type: ignore[arg-type]
+        entry = registry.get(user_data or 0)
         if entry is not None:
             entry._fire(status, _lib.decode_c(values))
     except BaseException:
         _unraisable("FastCGI values")
+
+
+fcgi_values_trampoline = _lib.FCGI_VALUES_CB(_fcgi_values_trampoline)
 
 
 def live_count() -> int:

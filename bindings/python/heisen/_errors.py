@@ -89,7 +89,7 @@ class IOFailure(Error, OSError):
         errno: int | None = None,
     ) -> None:
         Error.__init__(self, message, status, response)
-        self.errno = errno  # type: ignore[misc]
+        self.errno = errno
 
 
 class BadGateway(Error):

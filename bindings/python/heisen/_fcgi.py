@@ -40,7 +40,7 @@ ParamsArg = Union[Mapping[StrOrBytes, StrOrBytes], Iterable[tuple[StrOrBytes, St
 HeadersArg = Union[Mapping[str, str], Iterable[tuple[str, str]], Iterable[str], None]
 
 
-def _b(value: StrOrBytes | int) -> bytes:
+def _b(value: str | bytes | bytearray | memoryview | int) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, (bytearray, memoryview)):
@@ -467,8 +467,8 @@ class FastCGIClient:
                       f"header {name!r}")
             if params is not None:
                 items = params.items() if isinstance(params, Mapping) else params
-                for name, value in items:
-                    _add_param(req, _b(name), _b(value))
+                for pname, pvalue in items:
+                    _add_param(req, _b(pname), _b(pvalue))
             if body_b:
                 check(L.heisen_fcgi_request_set_body(req, body_b, len(body_b)),
                       "heisen_fcgi_request_set_body")
@@ -759,8 +759,6 @@ def _read_response(r: Any) -> Response:
     body = _read_bytes(L.heisen_fcgi_response_body, r)
     err = _read_bytes(L.heisen_fcgi_response_stderr, r)
     reason = _lib.decode_c(L.heisen_fcgi_response_reason(r))
-    if not headers and http_status is None and outcome.value != _lib.STATUS_OK:
-        http_status = None
     return Response(http_status, headers, body, err, app_status, int(outcome.value), reason)
 
 
@@ -805,7 +803,7 @@ class _StreamState:
 
     def _on_headers(self, req: int | None, http_status: int) -> int:
         L = _lib.lib()
-        rp = ctypes.cast(req, _lib.FcgiRequestP)
+        rp = ctypes.cast(req or 0, _lib.FcgiRequestP)
         self.status = int(http_status) if http_status > 0 else None
         try:
             self.header_list = _read_headers(L.heisen_fcgi_request_header_count,
@@ -831,7 +829,7 @@ class _StreamState:
 
     def _on_end(self, req: int | None, outcome: int) -> None:
         L = _lib.lib()
-        rp = ctypes.cast(req, _lib.FcgiRequestP)
+        rp = ctypes.cast(req or 0, _lib.FcgiRequestP)
         app = c_uint32()
         if L.heisen_fcgi_request_app_status(rp, byref(app)) == _lib.STATUS_OK:
             self.app_status = int(app.value)

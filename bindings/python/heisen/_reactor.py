@@ -355,6 +355,8 @@ class _Handle:
     registry key through which C finds this object."""
 
     _free_fn_name = ""
+    _callback: Any
+    _args: tuple[Any, ...] = ()
 
     def __init__(self, reactor: Reactor) -> None:
         self._reactor = reactor
