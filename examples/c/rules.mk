@@ -17,6 +17,12 @@ EXAMPLES_C_DEPS    := include/heisen.h examples/c/common.h $(wildcard target/rel
 EXAMPLES_C_BINS    := build/bin/heisen-httpd build/bin/heisen-fcgi build/bin/heisen-story
 
 .PHONY: examples-c examples-c-clean examples-c-fuzz examples-c-libfuzzer
+
+# Inside the top-level Makefile (which defines SONAME and a `lib` target), link only after the
+# library exists, also under make -j.
+ifdef SONAME
+$(EXAMPLES_C_BINS): | lib
+endif
 examples-c: $(EXAMPLES_C_BINS) build/bin/heisen-http-parse-test
 
 build/bin/heisen-httpd: examples/c/heisen-httpd.c examples/c/http_parse.c examples/c/http_parse.h $(EXAMPLES_C_DEPS)
