@@ -214,6 +214,15 @@ def reactor_md(d, targets):
                 extra.append(f"{fmt(su['median'], 0)} in set-up for N={case['n']}")
         targets.append(("reactor: no redundant epoll_ctl (none in the loop, one per watch in set-up)", not extra,
                         "; ".join(extra) if extra else "0 in the loop in every case"))
+    # heisen's loop profile (callgrind_annotate, inclusive of nothing: self cost per function)
+    profiles = sorted(f for f in os.listdir(TMP) if f.startswith("profile.heisen.")) if os.path.isdir(TMP) else []
+    wanted = [f for f in profiles if ".n1000." in f] or profiles
+    for f in wanted[:4]:
+        import re
+        lines = [re.sub(r" \[[^]]*\]$", "", l.rstrip()) for l in open(os.path.join(TMP, f)) if l.strip() and not l.startswith("-")]
+        if lines:
+            out.append(f"\n<details><summary>heisen loop profile, {f[len('profile.heisen.'):-4]} (callgrind, self Ir per function, top entries)</summary>\n")
+            out.append("```\n" + "\n".join(lines[:16]) + "\n```\n</details>")
     return "\n".join(out)
 
 

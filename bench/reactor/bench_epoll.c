@@ -118,7 +118,7 @@ static void be_nowait(void)
         loop_now_ms = mono_ms();
     for (int k = 0; k < n; k++) {
         int i = (int)events[k].data.u32;
-        on_readable_1(i, pipes[2 * i]);
+        on_readable(i, pipes[2 * i]);
     }
     if (use_timers) {
         while (heap_len && deadline[heap[0]] <= loop_now_ms) { /* never happens here */

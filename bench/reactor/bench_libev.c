@@ -13,7 +13,7 @@ static void io_cb(struct ev_loop *l, ev_io *w, int revents)
 {
     (void)l;
     (void)revents;
-    on_readable_1((int)(w - ios), w->fd);
+    on_readable((int)(w - ios), w->fd);
 }
 
 static void timer_cb(struct ev_loop *l, ev_timer *w, int revents)

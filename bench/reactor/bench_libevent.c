@@ -12,7 +12,7 @@ static struct event *evs;
 static void read_cb(evutil_socket_t fd, short which, void *arg)
 {
     (void)which;
-    on_readable_1((int)(intptr_t)arg, fd);
+    on_readable((int)(intptr_t)arg, fd);
 }
 
 static inline struct timeval tv_timeout(void)

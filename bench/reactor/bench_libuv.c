@@ -14,7 +14,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     (void)status;
     (void)events;
     int i = (int)(h - polls);
-    on_readable_1(i, pipes[2 * i]);
+    on_readable(i, pipes[2 * i]);
 }
 
 static void timer_cb(uv_timer_t *t)

@@ -20,9 +20,9 @@
  * and calls on_byte(i) for every byte read from pipes[2i] (the callback logic of bench.c).
  *
  * Output: one JSON line with medians over the measured runs (the first run is a warm-up).
- * With -C (callgrind mode) the last run toggles callgrind collection around the loop
- * (-C loop) or around set-up plus loop (-C total); run under
- * valgrind --tool=callgrind --collect-atstart=no.
+ * With -C both (callgrind mode) the last run collects set-up and loop and dumps each as a
+ * part of its own (callgrind.out.1 = set-up, .2 = loop); -C loop / -C total collect only
+ * the loop / set-up plus loop. Run under valgrind --tool=callgrind --collect-atstart=no.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -93,7 +93,8 @@ static void be_del(int i);
 static void be_rearm(int i);
 static void be_fini(void);
 
-/* bench.c's read_cb, after the contender has read `n` bytes (normally 1) from pipes[2i] */
+/* bench.c's read_cb, after the contender has read `n` bytes (normally 1) from pipes[2i]:
+ * each byte read is one event and, while writes remain, sends one byte to the next pair */
 static inline void on_bytes(int idx, long n)
 {
     count += n;
@@ -112,11 +113,14 @@ static inline void on_bytes(int idx, long n)
     }
 }
 
-/* read one byte the way bench.c does and account for it */
-static inline void on_readable_1(int idx, int fd)
+/* one recv of up to 64 bytes, every byte accounted as bench.c's callback does for its one
+ * byte. bench.c reads exactly one byte; reading up to 64 lets an edge-triggered contender
+ * (heisen) and the level-triggered ones make the same syscalls: when two chains meet on one
+ * socket, everyone takes both bytes with one recv. */
+static inline void on_readable(int idx, int fd)
 {
-    unsigned char ch;
-    ssize_t n = recv(fd, &ch, 1, 0);
+    unsigned char ch[64];
+    ssize_t n = recv(fd, ch, sizeof ch, 0);
     if (n > 0)
         on_bytes(idx, n);
     else if (n < 0 && errno != EAGAIN)
@@ -183,7 +187,7 @@ static double median(double *v, int n)
 static void usage(const char *argv0)
 {
     fprintf(stderr,
-            "usage: %s [-n pipes] [-a active] [-w writes] [-r runs] [-t] [-p pattern] [-C loop|total]\n",
+            "usage: %s [-n pipes] [-a active] [-w writes] [-r runs] [-t] [-p pattern] [-C both|loop|total]\n",
             argv0);
     exit(1);
 }
@@ -237,7 +241,8 @@ int main(int argc, char **argv)
     long iterations = 0;
     for (int run = -1; run < measured; run++) { /* run -1 is the warm-up */
         int cg = callgrind_mode && run == measured - 1;
-        int cg_total = cg && strcmp(callgrind_mode, "total") == 0;
+        int cg_both = cg && strcmp(callgrind_mode, "both") == 0;
+        int cg_total = cg && (cg_both || strcmp(callgrind_mode, "total") == 0);
         if (run == measured - 1)
             memset(sc_ctl, 0, sizeof sc_ctl), memset(sc_wait, 0, sizeof sc_wait);
         if (cg_total)
@@ -247,11 +252,15 @@ int main(int argc, char **argv)
         bench_setup();
         SET_PHASE(PH_NONE);
         double t1 = now_us();
+        if (cg_both)
+            CALLGRIND_DUMP_STATS_AT("setup");
         if (cg && !cg_total)
             CALLGRIND_TOGGLE_COLLECT;
         SET_PHASE(PH_LOOP);
         iterations = bench_loop();
         SET_PHASE(PH_NONE);
+        if (cg_both)
+            CALLGRIND_DUMP_STATS_AT("loop");
         if (cg)
             CALLGRIND_TOGGLE_COLLECT;
         double t2 = now_us();

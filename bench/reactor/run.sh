@@ -5,7 +5,8 @@
 #   1. time:      interleaved rounds (contender order rotated every round), each process
 #                 doing a warm-up run and RUNS measured runs; the sample is their median.
 #   2. callgrind: user-space instructions (Ir) per event, loop only and set-up + loop, one
-#                 run under valgrind --tool=callgrind (deterministic: 1 round is enough).
+#                 run under valgrind --tool=callgrind (deterministic: 1 round is enough);
+#                 heisen's loop profile (callgrind_annotate) kept in $BENCH_TMP/profile.*.
 #   3. syscalls:  epoll_ctl in set-up / loop / teardown and epoll_wait in the loop, counted
 #                 by symbol interposition (bench_X.sc), one run.
 # Cases: N in {100, 1000, 10000} socketpairs x A in {1, 100} active writers, W writes per
@@ -52,6 +53,8 @@ for c in "${CONTENDERS[@]}"; do
         VARIANTS+=("$c:")
     fi
 done
+# heisen's other patterns are diagnostic: timed and counted at N=1000 only
+variant_here() { case $1 in heisen:drain|heisen:again) [ "$2" = 1000 ] ;; *) return 0 ;; esac; }
 vname() { local c=${1%%:*} p=${1#*:}; if [ -n "$p" ] && [ "$p" != short ]; then echo "$c-$p"; else echo "$c"; fi; }
 
 # ---- N=10000 needs 2N+24 fds ----
@@ -83,6 +86,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         for n in $NLIST; do
             for a in $AS; do
                 while read -r v; do
+                    variant_here "$v" "$n" || continue
                     c=${v%%:*}; p=${v#*:}
                     targs=(); [ "$t" = 1 ] && targs=(-t)
                     pargs=(); [ -n "$p" ] && pargs=(-p "$p")
@@ -105,28 +109,35 @@ if have valgrind; then
                     case " $CG_CASES " in *" $n:$a:$t "*) ;; *) continue ;; esac
                 fi
                 for v in "${VARIANTS[@]}"; do
+                    variant_here "$v" "$n" || continue
                     c=${v%%:*}; p=${v#*:}
                     targs=(); [ "$t" = 1 ] && targs=(-t)
                     pargs=(); [ -n "$p" ] && pargs=(-p "$p")
-                    m="{"
-                    for mode in loop total; do
-                        f="$BENCH_TMP/cg.$c.$p.$n.$a.$t.$mode"
-                        rm -f "$f"
-                        j=$(LD_BIND_NOW=1 run_one valgrind --tool=callgrind --collect-atstart=no \
-                            --callgrind-out-file="$f" "$BENCH_BIN/bench_$c" -n "$n" -a "$a" -w "$WRITES" -r 1 \
-                            -C "$mode" "${targs[@]}" "${pargs[@]}")
-                        ir=$(awk '/^totals:/ {print $2}' "$f" 2>/dev/null)
-                        ev=$(printf '%s' "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])' 2>/dev/null)
-                        if [ -n "$ir" ] && [ -n "$ev" ] && [ "$ev" -gt 0 ]; then
-                            m="$m\"ir_${mode}\":$ir,\"ir_${mode}_per_event\":$(python3 -c "print(round($ir/$ev,1))"),"
-                        fi
-                        # heisen's loop profile: its top entries go in the report
-                        if [ "$c" = heisen ] && [ "$mode" = loop ] && [ -f "$f" ] && have callgrind_annotate; then
-                            callgrind_annotate --threshold=90 "$f" 2>/dev/null | sed -n '1,40p' > "$f.top" || true
-                        fi
-                    done
-                    m="${m%,}}"
-                    [ "$m" = "{}" ] || sample $SUITE callgrind "{\"n\":$n,\"a\":$a,\"timers\":$t,\"w\":$WRITES}" "$(vname "$v")" 1 "$m"
+                    f="$BENCH_TMP/cg.$c.$p.$n.$a.$t"
+                    rm -f "$f" "$f".*
+                    # one run under callgrind; the driver dumps set-up (part 1) and loop (part 2)
+                    j=$(LD_BIND_NOW=1 run_one valgrind --tool=callgrind --collect-atstart=no \
+                        --callgrind-out-file="$f" "$BENCH_BIN/bench_$c" -n "$n" -a "$a" -w "$WRITES" -r 1 \
+                        -C both "${targs[@]}" "${pargs[@]}")
+                    ir_setup=$(awk '/^totals:/ {print $2}' "$f.1" 2>/dev/null)
+                    ir_loop=$(awk '/^totals:/ {print $2}' "$f.2" 2>/dev/null)
+                    ev=$(printf '%s' "$j" | python3 -c 'import json,sys; print(json.load(sys.stdin)["events"])' 2>/dev/null)
+                    if [ -n "$ir_setup" ] && [ -n "$ir_loop" ] && [ -n "$ev" ] && [ "$ev" -gt 0 ]; then
+                        sample $SUITE callgrind "{\"n\":$n,\"a\":$a,\"timers\":$t,\"w\":$WRITES}" "$(vname "$v")" 1 \
+                            "$(python3 -c "s,l,e=$ir_setup,$ir_loop,$ev; import json; print(json.dumps({'ir_setup':s,'ir_loop':l,'ir_total':s+l,'ir_loop_per_event':round(l/e,1),'ir_total_per_event':round((s+l)/e,1),'events':e}))")"
+                    else
+                        echo "reactor: no callgrind figures for $v n=$n a=$a t=$t" >> "$BENCH_TMP/reactor.err"
+                    fi
+                    rm -f "$f" "$f".*
+                    # heisen's loop profile at N=1000 (the dumped parts lose the call
+                    # context, so a run collecting the loop alone): top entries in the report
+                    if [ "$v" = "heisen:short" ] && [ "$n" = 1000 ] && have callgrind_annotate; then
+                        LD_BIND_NOW=1 valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$f.prof" \
+                            "$BENCH_BIN/bench_$c" -n "$n" -a "$a" -w "$WRITES" -r 1 -C loop "${targs[@]}" "${pargs[@]}" >/dev/null 2>&1
+                        callgrind_annotate --threshold=95 "$f.prof" 2>/dev/null | sed -n '/^Ir /,$p' |
+                            grep -v -e '^-' -e '^ *$' | sed -n '1,24p' > "$BENCH_TMP/profile.heisen.n$n.a$a.t$t.txt" || true
+                        rm -f "$f.prof"
+                    fi
                 done
             done
         done
@@ -141,6 +152,7 @@ for t in $TIMERS; do
     for n in $NLIST; do
         for a in $AS; do
             for v in "${VARIANTS[@]}"; do
+                variant_here "$v" "$n" || continue
                 c=${v%%:*}; p=${v#*:}
                 [ -x "$BENCH_BIN/bench_$c.sc" ] || continue
                 targs=(); [ "$t" = 1 ] && targs=(-t)
