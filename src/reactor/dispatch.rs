@@ -18,94 +18,126 @@ pub const READ: u32 = 1;
 /// Interest bit: deliver [`Action::Write`].
 pub const WRITE: u32 = 2;
 
-/// One event's readiness as mio reports it.
+/// One event's readiness as mio reports it: a set of flags.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-pub struct Readiness {
-    pub readable: bool,
-    pub writable: bool,
-    pub read_closed: bool,
-    pub write_closed: bool,
-    pub error: bool,
-    pub priority: bool,
-}
+pub struct Readiness(u8);
 
 impl Readiness {
+    pub const READABLE: Readiness = Readiness(1);
+    pub const WRITABLE: Readiness = Readiness(2);
+    pub const READ_CLOSED: Readiness = Readiness(4);
+    pub const WRITE_CLOSED: Readiness = Readiness(8);
+    pub const ERROR: Readiness = Readiness(16);
+    pub const PRIORITY: Readiness = Readiness(32);
+    const NAMES: [&'static str; 6] = ["READABLE", "WRITABLE", "READ_CLOSED", "WRITE_CLOSED", "ERROR", "PRIORITY"];
+
     /// Build from mio's event accessors.
+    #[inline]
     pub fn from_event(e: &mio::event::Event) -> Readiness {
-        Readiness {
-            readable: e.is_readable(),
-            writable: e.is_writable(),
-            read_closed: e.is_read_closed(),
-            write_closed: e.is_write_closed(),
-            error: e.is_error(),
-            priority: e.is_priority(),
-        }
+        let mut b = 0;
+        b |= e.is_readable() as u8;
+        b |= (e.is_writable() as u8) << 1;
+        b |= (e.is_read_closed() as u8) << 2;
+        b |= (e.is_write_closed() as u8) << 3;
+        b |= (e.is_error() as u8) << 4;
+        b |= (e.is_priority() as u8) << 5;
+        Readiness(b)
     }
 
     /// All 64 combinations, for exhaustive tests.
     pub fn all() -> impl Iterator<Item = Readiness> {
-        (0u8..64).map(|b| Readiness {
-            readable: b & 1 != 0,
-            writable: b & 2 != 0,
-            read_closed: b & 4 != 0,
-            write_closed: b & 8 != 0,
-            error: b & 16 != 0,
-            priority: b & 32 != 0,
-        })
+        (0u8..64).map(Readiness)
+    }
+
+    /// True when every flag of `other` is set.
+    #[inline]
+    pub fn has(self, other: Readiness) -> bool {
+        self.0 & other.0 == other.0 && other.0 != 0
+    }
+    #[inline]
+    pub fn readable(self) -> bool {
+        self.0 & 1 != 0
+    }
+    #[inline]
+    pub fn writable(self) -> bool {
+        self.0 & 2 != 0
+    }
+    #[inline]
+    pub fn read_closed(self) -> bool {
+        self.0 & 4 != 0
+    }
+    #[inline]
+    pub fn write_closed(self) -> bool {
+        self.0 & 8 != 0
+    }
+    #[inline]
+    pub fn error(self) -> bool {
+        self.0 & 16 != 0
     }
 
     /// True when readable data arrived in the same event as a hang-up or error.
-    pub fn readable_with_hangup(&self) -> bool {
-        self.readable && (self.read_closed || self.write_closed || self.error)
+    #[inline]
+    pub fn readable_with_hangup(self) -> bool {
+        self.readable() && self.0 & (4 | 8 | 16) != 0
+    }
+}
+
+impl std::ops::BitOr for Readiness {
+    type Output = Readiness;
+    fn bitor(self, o: Readiness) -> Readiness {
+        Readiness(self.0 | o.0)
     }
 }
 
 impl fmt::Display for Readiness {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = [
-            (self.readable, "READABLE"),
-            (self.writable, "WRITABLE"),
-            (self.read_closed, "READ_CLOSED"),
-            (self.write_closed, "WRITE_CLOSED"),
-            (self.error, "ERROR"),
-            (self.priority, "PRIORITY"),
-        ];
-        write_flags(f, names.iter().copied())
+        write_flags(f, self.0, &Readiness::NAMES)
     }
 }
 
 /// Per-watcher state that survives between events (epoll is edge-triggered under mio, so what
-/// was reported once must be remembered).
+/// was reported once must be remembered). A set of flags.
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
-pub struct Sticky {
-    /// Something to read (data, EOF or a pending error) was reported and not yet drained.
-    pub read_pending: bool,
-    /// Writable was reported and a write callback has not yet said it hit `EAGAIN`.
-    pub write_pending: bool,
-    /// The read side was reported closed (RDHUP/HUP). Survives pausing and resuming reads.
-    pub read_closed: bool,
-    /// The whole connection was reported hung up (HUP, or write side closed).
-    pub write_closed: bool,
-    /// An error was reported.
-    pub error: bool,
-    /// The hang-up action has been delivered (it is delivered once).
-    pub hup_sent: bool,
-    /// The error action has been delivered (it is delivered once).
-    pub err_sent: bool,
-}
+pub struct Sticky(u8);
 
 impl Sticky {
+    /// Something to read (data, EOF or a pending error) was reported and not yet drained.
+    pub const READ_PENDING: Sticky = Sticky(1);
+    /// Writable was reported and a write callback has not yet said it hit `EAGAIN`.
+    pub const WRITE_PENDING: Sticky = Sticky(2);
+    /// The read side was reported closed (RDHUP/HUP). Survives pausing and resuming reads.
+    pub const READ_CLOSED: Sticky = Sticky(4);
+    /// The whole connection was reported hung up (HUP, or write side closed).
+    pub const WRITE_CLOSED: Sticky = Sticky(8);
+    /// An error was reported.
+    pub const ERROR: Sticky = Sticky(16);
+    /// The hang-up action has been delivered (it is delivered once).
+    pub const HUP_SENT: Sticky = Sticky(32);
+    /// The error action has been delivered (it is delivered once).
+    pub const ERR_SENT: Sticky = Sticky(64);
+
     /// Every combination of the sticky flags, for exhaustive tests.
     pub fn all() -> impl Iterator<Item = Sticky> {
-        (0u8..128).map(|b| Sticky {
-            read_pending: b & 1 != 0,
-            write_pending: b & 2 != 0,
-            read_closed: b & 4 != 0,
-            write_closed: b & 8 != 0,
-            error: b & 16 != 0,
-            hup_sent: b & 32 != 0,
-            err_sent: b & 64 != 0,
-        })
+        (0u8..128).map(Sticky)
+    }
+    #[inline]
+    pub fn has(self, f: Sticky) -> bool {
+        self.0 & f.0 != 0
+    }
+    #[inline]
+    pub fn set(&mut self, f: Sticky, on: bool) {
+        if on {
+            self.0 |= f.0
+        } else {
+            self.0 &= !f.0
+        }
+    }
+}
+
+impl std::ops::BitOr for Sticky {
+    type Output = Sticky;
+    fn bitor(self, o: Sticky) -> Sticky {
+        Sticky(self.0 | o.0)
     }
 }
 
@@ -145,6 +177,7 @@ impl Decision {
     fn new(sticky: Sticky) -> Decision {
         Decision { actions: [Action::Read; 4], len: 0, sticky }
     }
+    #[inline(always)]
     fn push(&mut self, a: Action) {
         self.actions[self.len as usize] = a;
         self.len += 1;
@@ -201,43 +234,40 @@ pub type Decider = fn(Readiness, Sticky, u32) -> Decision;
 /// 4. `Error` is delivered after `Read` (with read interest) or at once (without).
 /// 5. `Hup` and `Error` are delivered once each; read-closed and error are sticky.
 /// 6. A short read never implies EOF: only the peer's close (`read_closed`) produces `Hup`.
+#[inline(always)]
 pub fn decide(ready: Readiness, sticky: Sticky, interest: u32) -> Decision {
-    let mut s = sticky;
-    s.read_closed |= ready.read_closed;
-    s.write_closed |= ready.write_closed;
-    s.error |= ready.error;
-    s.read_pending |= ready.readable || ready.read_closed || ready.error;
-    s.write_pending |= ready.writable;
-
-    let mut d = Decision::new(s);
+    // Readiness bits 2..4 (read-closed, write-closed, error) map onto the same sticky bits.
+    let mut s = sticky.0 | (ready.0 & (4 | 8 | 16));
+    if ready.0 & (1 | 4 | 16) != 0 {
+        s |= Sticky::READ_PENDING.0;
+    }
+    if ready.writable() {
+        s |= Sticky::WRITE_PENDING.0;
+    }
+    let mut d = Decision::new(Sticky(s));
     let wants_read = interest & READ != 0;
-    let wants_write = interest & WRITE != 0;
-
-    if wants_read && s.read_pending {
+    if wants_read && s & Sticky::READ_PENDING.0 != 0 {
         d.push(Action::Read);
     }
-    if wants_write && s.write_pending {
+    if interest & WRITE != 0 && s & Sticky::WRITE_PENDING.0 != 0 {
         d.push(Action::Write);
     }
-    let hup_due = if wants_read { s.read_closed } else { s.write_closed };
-    if hup_due && !s.hup_sent {
+    let closed = if wants_read { Sticky::READ_CLOSED.0 } else { Sticky::WRITE_CLOSED.0 };
+    if s & closed != 0 && s & Sticky::HUP_SENT.0 == 0 {
         d.push(Action::Hup);
-        d.sticky.hup_sent = true;
+        d.sticky.0 |= Sticky::HUP_SENT.0;
     }
-    if s.error && !s.err_sent {
+    if s & Sticky::ERROR.0 != 0 && s & Sticky::ERR_SENT.0 == 0 {
         d.push(Action::Error);
-        d.sticky.err_sent = true;
+        d.sticky.0 |= Sticky::ERR_SENT.0;
     }
     d
 }
 
-fn write_flags<'a>(
-    f: &mut fmt::Formatter<'_>,
-    flags: impl Iterator<Item = (bool, &'a str)>,
-) -> fmt::Result {
+fn write_flags(f: &mut fmt::Formatter<'_>, bits: u8, names: &[&str]) -> fmt::Result {
     let mut first = true;
-    for (on, name) in flags {
-        if on {
+    for (i, name) in names.iter().enumerate() {
+        if bits & (1 << i) != 0 {
             if !first {
                 f.write_str("|")?;
             }
@@ -269,53 +299,52 @@ mod tests {
                     count += 1;
                     let d = decide(ready, sticky, interest);
                     let acts = d.actions();
+                    let n = d.sticky;
+                    let ctx = format!("{ready} {sticky:?} {interest}: {d}");
                     // 1. order is Read < Write < Hup < Error, no duplicates
-                    let rank = |a: &Action| *a as u8;
-                    assert!(acts.windows(2).all(|w| rank(&w[0]) < rank(&w[1])), "{ready} {sticky:?} {interest}: {d}");
+                    assert!(acts.windows(2).all(|w| (w[0] as u8) < (w[1] as u8)), "{ctx}");
                     // interest is respected
                     if interest & READ == 0 {
-                        assert!(pos(&d, Action::Read).is_none());
+                        assert!(pos(&d, Action::Read).is_none(), "{ctx}");
                     }
                     if interest & WRITE == 0 {
-                        assert!(pos(&d, Action::Write).is_none());
+                        assert!(pos(&d, Action::Write).is_none(), "{ctx}");
                     }
-                    // 2. with read interest, anything that may carry data produces Read, and Read
-                    //    comes before Hup/Error
-                    if interest & READ != 0 && (ready.readable || ready.read_closed || ready.error || sticky.read_pending) {
-                        let r = pos(&d, Action::Read).expect("read must be delivered");
-                        if let Some(h) = pos(&d, Action::Hup) {
-                            assert!(r < h);
-                        }
-                        if let Some(e) = pos(&d, Action::Error) {
-                            assert!(r < e);
-                        }
+                    // 2. with read interest, anything that may carry data produces Read, before
+                    //    Hup and Error
+                    let maybe_data = ready.readable() || ready.read_closed() || ready.error() || sticky.has(Sticky::READ_PENDING);
+                    if interest & READ != 0 && maybe_data {
+                        let r = pos(&d, Action::Read).expect(&ctx);
+                        assert!(pos(&d, Action::Hup).map_or(true, |h| r < h), "{ctx}");
+                        assert!(pos(&d, Action::Error).map_or(true, |e| r < e), "{ctx}");
                     }
                     // 5. once only
-                    if sticky.hup_sent {
-                        assert!(pos(&d, Action::Hup).is_none());
+                    if sticky.has(Sticky::HUP_SENT) {
+                        assert!(pos(&d, Action::Hup).is_none(), "{ctx}");
                     }
-                    if sticky.err_sent {
-                        assert!(pos(&d, Action::Error).is_none());
+                    if sticky.has(Sticky::ERR_SENT) {
+                        assert!(pos(&d, Action::Error).is_none(), "{ctx}");
                     }
-                    // sticky flags never go back
-                    let n = d.sticky;
-                    assert!(n.read_closed >= sticky.read_closed && n.error >= sticky.error);
-                    assert!(n.hup_sent >= sticky.hup_sent && n.err_sent >= sticky.err_sent);
-                    assert!(n.read_closed >= ready.read_closed && n.error >= ready.error);
-                    // hup/error delivered ⇔ recorded as sent
-                    assert_eq!(pos(&d, Action::Hup).is_some(), n.hup_sent && !sticky.hup_sent);
-                    assert_eq!(pos(&d, Action::Error).is_some(), n.err_sent && !sticky.err_sent);
+                    // sticky flags never go back, and take up what was reported
+                    for f in [Sticky::READ_CLOSED, Sticky::WRITE_CLOSED, Sticky::ERROR, Sticky::HUP_SENT, Sticky::ERR_SENT] {
+                        assert!(!sticky.has(f) || n.has(f), "{ctx}");
+                    }
+                    assert!(!ready.read_closed() || n.has(Sticky::READ_CLOSED), "{ctx}");
+                    assert!(!ready.error() || n.has(Sticky::ERROR), "{ctx}");
+                    // hup/error delivered ⇔ newly recorded as sent
+                    assert_eq!(pos(&d, Action::Hup).is_some(), n.has(Sticky::HUP_SENT) && !sticky.has(Sticky::HUP_SENT), "{ctx}");
+                    assert_eq!(pos(&d, Action::Error).is_some(), n.has(Sticky::ERR_SENT) && !sticky.has(Sticky::ERR_SENT), "{ctx}");
                     // 6. Hup only from a reported close (never from a mere short read)
                     if pos(&d, Action::Hup).is_some() {
-                        assert!(n.read_closed || n.write_closed);
+                        assert!(n.has(Sticky::READ_CLOSED) || n.has(Sticky::WRITE_CLOSED), "{ctx}");
                     }
                     // without read interest, a half-close alone is held back
-                    if interest & READ == 0 && !n.write_closed {
-                        assert!(pos(&d, Action::Hup).is_none());
+                    if interest & READ == 0 && !n.has(Sticky::WRITE_CLOSED) {
+                        assert!(pos(&d, Action::Hup).is_none(), "{ctx}");
                     }
                     // an error is always delivered once
-                    if n.error && !sticky.err_sent {
-                        assert!(pos(&d, Action::Error).is_some());
+                    if n.has(Sticky::ERROR) && !sticky.has(Sticky::ERR_SENT) {
+                        assert!(pos(&d, Action::Error).is_some(), "{ctx}");
                     }
                 }
             }
@@ -325,49 +354,47 @@ mod tests {
 
     #[test]
     fn kernel_cases() {
+        use Readiness as R;
         let rd = |r: Readiness, i| decide(r, Sticky::default(), i).to_string();
         // AF_UNIX peer write()+close(): IN|RDHUP|HUP → read first, then hang-up
-        let unix_close = Readiness { readable: true, read_closed: true, write_closed: true, ..Default::default() };
+        let unix_close = R::READABLE | R::READ_CLOSED | R::WRITE_CLOSED;
         assert_eq!(rd(unix_close, READ), "READ,HUP");
         // ... plus ERR when the closer left unread data
-        let unix_err = Readiness { error: true, ..unix_close };
+        let unix_err = unix_close | R::ERROR;
         assert_eq!(rd(unix_err, READ), "READ,HUP,ERROR");
         assert_eq!(rd(unix_err, READ | WRITE), "READ,HUP,ERROR");
         // TCP write()+close(): IN|RDHUP, no HUP
-        let tcp_close = Readiness { readable: true, read_closed: true, ..Default::default() };
+        let tcp_close = R::READABLE | R::READ_CLOSED;
         assert_eq!(rd(tcp_close, READ), "READ,HUP");
         // half-close without read interest is held back, a full hang-up is not
         assert_eq!(rd(tcp_close, 0), "-");
         assert_eq!(rd(unix_close, 0), "HUP");
         assert_eq!(rd(unix_err, 0), "HUP,ERROR");
         // plain data: no hang-up implied
-        let data = Readiness { readable: true, ..Default::default() };
-        assert_eq!(rd(data, READ | WRITE), "READ");
-        let out = Readiness { writable: true, ..Default::default() };
-        assert_eq!(rd(out, READ | WRITE), "WRITE");
-        assert_eq!(rd(out, READ), "-");
+        assert_eq!(rd(R::READABLE, READ | WRITE), "READ");
+        assert_eq!(rd(R::WRITABLE, READ | WRITE), "WRITE");
+        assert_eq!(rd(R::WRITABLE, READ), "-");
     }
 
     #[test]
     fn hangup_survives_pause_and_resume() {
-        let tcp_close = Readiness { readable: true, read_closed: true, ..Default::default() };
+        let tcp_close = Readiness::READABLE | Readiness::READ_CLOSED;
         // reads paused: nothing delivered, but remembered
         let paused = decide(tcp_close, Sticky::default(), 0);
         assert_eq!(paused.actions(), &[] as &[Action]);
-        assert!(paused.sticky.read_closed && paused.sticky.read_pending);
+        assert!(paused.sticky.has(Sticky::READ_CLOSED) && paused.sticky.has(Sticky::READ_PENDING));
         // reads resumed: no new event will come (edge-triggered); sticky state alone decides
         let resumed = decide(Readiness::default(), paused.sticky, READ);
         assert_eq!(resumed.actions(), &[Action::Read, Action::Hup]);
         // and the hang-up is not delivered twice
         let mut s = resumed.sticky;
-        s.read_pending = false;
+        s.set(Sticky::READ_PENDING, false);
         assert_eq!(decide(Readiness::default(), s, READ).actions(), &[] as &[Action]);
     }
 
     #[test]
     fn display() {
-        let r = Readiness { readable: true, read_closed: true, ..Default::default() };
-        assert_eq!(r.to_string(), "READABLE|READ_CLOSED");
+        assert_eq!((Readiness::READABLE | Readiness::READ_CLOSED).to_string(), "READABLE|READ_CLOSED");
         assert_eq!(Readiness::default().to_string(), "-");
     }
 }

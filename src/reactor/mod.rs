@@ -108,6 +108,18 @@ pub struct Counters {
     pub hups_held: u64,
 }
 
+#[derive(Default)]
+struct CounterCells {
+    events: Cell<u64>,
+    dispatches: Cell<u64>,
+    read_with_hup: Cell<u64>,
+    bytes_after_hup: Cell<u64>,
+    iterations: Cell<u64>,
+    timers_fired: Cell<u64>,
+    posts_run: Cell<u64>,
+    hups_held: Cell<u64>,
+}
+
 struct WatchSlot {
     fd: RawFd,
     interest: u32,
@@ -129,7 +141,6 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 struct Core {
     poll: RefCell<Poll>,
     events: RefCell<Events>,
-    ready: RefCell<Vec<(usize, Readiness)>>,
     watches: RefCell<Slab<WatchSlot>>,
     watch_refs: Cell<usize>,
     timers: RefCell<Timers<TimerFn>>,
@@ -144,9 +155,11 @@ struct Core {
     close_requested: Cell<bool>,
     holds: Cell<usize>,
     pid: u32,
-    counters: Cell<Counters>,
+    counters: CounterCells,
     trace: RefCell<Option<Box<dyn FnMut(&str)>>>,
-    decider: Decider,
+    trace_on: Cell<bool>,
+    /// `None`: the production decision ([`dispatch::decide`], inlined).
+    decider: Option<Decider>,
 }
 
 /// The event loop. Single-threaded (`!Send`); clones are further references to the same loop.
@@ -184,19 +197,22 @@ fn interest_name(i: u32) -> &'static str {
 impl Reactor {
     /// A new reactor with its own epoll instance.
     pub fn new() -> io::Result<Reactor> {
-        Self::with_decider(dispatch::decide)
+        Self::build(None)
     }
 
     /// A reactor with another dispatch decision. For tests that demonstrate what a wrong order
     /// does; not reachable from the C ABI.
     #[doc(hidden)]
     pub fn with_decider(decider: Decider) -> io::Result<Reactor> {
+        Self::build(Some(decider))
+    }
+
+    fn build(decider: Option<Decider>) -> io::Result<Reactor> {
         let poll = Poll::new()?;
         let waker = mio::Waker::new(poll.registry(), WAKER_TOKEN)?;
         let core = Core {
             poll: RefCell::new(poll),
             events: RefCell::new(Events::with_capacity(1024)),
-            ready: RefCell::new(Vec::with_capacity(1024)),
             watches: RefCell::new(Slab::new()),
             watch_refs: Cell::new(0),
             timers: RefCell::new(Timers::new()),
@@ -215,8 +231,9 @@ impl Reactor {
             close_requested: Cell::new(false),
             holds: Cell::new(0),
             pid: std::process::id(),
-            counters: Cell::new(Counters::default()),
+            counters: CounterCells::default(),
             trace: RefCell::new(None),
+            trace_on: Cell::new(*TRACE_ENV),
             decider,
         };
         Ok(Reactor { core: Rc::new(core) })
@@ -278,30 +295,41 @@ impl Reactor {
 
     /// The counters.
     pub fn counters(&self) -> Counters {
-        self.core.counters.get()
+        let c = &self.core.counters;
+        Counters {
+            events: c.events.get(),
+            dispatches: c.dispatches.get(),
+            read_with_hup: c.read_with_hup.get(),
+            bytes_after_hup: c.bytes_after_hup.get(),
+            iterations: c.iterations.get(),
+            timers_fired: c.timers_fired.get(),
+            posts_run: c.posts_run.get(),
+            hups_held: c.hups_held.get(),
+        }
     }
 
-    fn count(&self, f: impl FnOnce(&mut Counters)) {
-        let mut c = self.core.counters.get();
-        f(&mut c);
-        self.core.counters.set(c);
+    #[inline]
+    fn bump(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get() + n);
     }
 
     /// Add to the "bytes drained after a hang-up" counter (called by the stream layer).
     pub fn note_bytes_after_hup(&self, n: u64) {
-        self.count(|c| c.bytes_after_hup += n);
+        Self::bump(&self.core.counters.bytes_after_hup, n);
     }
 
     /// Install (or remove, with `None`) a trace callback, called with one line per event
     /// describing its readiness and the dispatch decided for it. `HEISEN_TRACE=1` in the
     /// environment prints the same lines to stderr.
     pub fn set_trace(&self, f: Option<Box<dyn FnMut(&str)>>) {
+        self.core.trace_on.set(*TRACE_ENV || f.is_some());
         let old = self.core.trace.replace(f);
         drop(old);
     }
 
+    #[inline]
     fn tracing(&self) -> bool {
-        *TRACE_ENV || self.core.trace.borrow().is_some()
+        self.core.trace_on.get()
     }
 
     fn emit_trace(&self, line: &str) {
@@ -374,8 +402,8 @@ impl Reactor {
         let s = slot.sticky;
         let newly_read = interest & READ != 0 && old & READ == 0;
         let newly_write = want_write && old & WRITE == 0;
-        let due = (newly_read && (s.read_pending || (s.read_closed && !s.hup_sent) || (s.error && !s.err_sent)))
-            || (newly_write && s.write_pending);
+        let due = (newly_read && (s.has(Sticky::READ_PENDING) || (s.has(Sticky::READ_CLOSED) && !s.has(Sticky::HUP_SENT)) || (s.has(Sticky::ERROR) && !s.has(Sticky::ERR_SENT))))
+            || (newly_write && s.has(Sticky::WRITE_PENDING));
         if due && !slot.queued {
             slot.queued = true;
             drop(watches);
@@ -391,7 +419,7 @@ impl Reactor {
 
     /// True when a hang-up or error has been reported for this watcher (sticky).
     pub fn hangup_seen(&self, id: WatchId) -> bool {
-        self.core.watches.borrow().get(id.0).is_some_and(|s| s.sticky.read_closed || s.sticky.error)
+        self.core.watches.borrow().get(id.0).is_some_and(|s| s.sticky.has(Sticky::READ_CLOSED) || s.sticky.has(Sticky::ERROR))
     }
 
     /// True while the watcher exists.
@@ -426,23 +454,61 @@ impl Reactor {
         }
     }
 
+    #[inline]
+    fn decide(&self, ready: Readiness, sticky: Sticky, interest: u32) -> Decision {
+        match self.core.decider {
+            None => dispatch::decide(ready, sticky, interest),
+            Some(f) => f(ready, sticky, interest),
+        }
+    }
+
     fn dispatch_event(&self, token: usize, ready: Readiness) {
         let key = key_of(token);
-        let (decision, before, fd, interest) = {
+        if ready.readable_with_hangup() {
+            Self::bump(&self.core.counters.read_with_hup, 1);
+        }
+        let tracing = self.tracing();
+        let (decision, before, fd, interest, fast) = {
             let mut watches = self.core.watches.borrow_mut();
             let Some(slot) = watches.get_mut(key) else { return };
             let before = slot.sticky;
-            let d = (self.core.decider)(ready, before, slot.interest);
+            let d = self.decide(ready, before, slot.interest);
             slot.sticky = d.sticky;
-            (d, before, slot.fd, slot.interest)
+            // Fast path: one read or one write, the common case. One borrow before the
+            // callback and one after.
+            let fast = match d.actions() {
+                [a @ (Action::Read | Action::Write)] if !tracing => slot.handler.take().map(|h| (*a, h)),
+                _ => None,
+            };
+            (d, before, slot.fd, slot.interest, fast)
         };
-        if ready.readable_with_hangup() {
-            self.count(|c| c.read_with_hup += 1);
+        if let Some((action, mut handler)) = fast {
+            Self::bump(&self.core.counters.dispatches, 1);
+            let flow = handler(self, WatchId(key), action);
+            let mut watches = self.core.watches.borrow_mut();
+            let leftover = match watches.get_mut(key) {
+                Some(slot) => {
+                    slot.handler = Some(handler);
+                    let again = flow == Flow::Again;
+                    let bit = if action == Action::Read { Sticky::READ_PENDING } else { Sticky::WRITE_PENDING };
+                    if !again {
+                        slot.sticky.set(bit, false);
+                    } else if !slot.queued {
+                        slot.queued = true;
+                        drop(watches);
+                        self.core.pending.borrow_mut().push_back(key);
+                    }
+                    None
+                }
+                None => Some(handler),
+            };
+            drop(leftover);
+            return;
         }
         if self.tracing() {
             let mut line = String::new();
             let _ = write!(line, "heisen: fd={fd} ready={ready} interest={} -> {decision}", interest_name(interest));
-            if before.read_closed || before.error {
+            if before.has(Sticky::READ_CLOSED) || before.has(Sticky::ERROR) {
                 line.push_str(" (hang-up seen before)");
             }
             self.emit_trace(&line);
@@ -459,7 +525,7 @@ impl Reactor {
                 let Some(slot) = watches.get_mut(key) else { continue };
                 slot.queued = false;
                 let before = slot.sticky;
-                let d = (self.core.decider)(Readiness::default(), before, slot.interest);
+                let d = self.decide(Readiness::default(), before, slot.interest);
                 slot.sticky = d.sticky;
                 (d, before)
             };
@@ -507,16 +573,16 @@ impl Reactor {
                         }
                         continue;
                     }
-                    self.count(|c| c.dispatches += 1);
+                    Self::bump(&self.core.counters.dispatches, 1);
                     let flow = handler(self, id, action);
                     let mut watches = self.core.watches.borrow_mut();
                     let Some(slot) = watches.get_mut(key) else { break };
                     match (action, flow) {
                         (Action::Read, Flow::Done) => {
-                            slot.sticky.read_pending = false;
+                            slot.sticky.set(Sticky::READ_PENDING, false);
                             read_done = true;
                         }
-                        (_, Flow::Done) => slot.sticky.write_pending = false,
+                        (_, Flow::Done) => slot.sticky.set(Sticky::WRITE_PENDING, false),
                         (_, Flow::Again) => {
                             if action == Action::Read {
                                 hold_rest = true;
@@ -532,22 +598,22 @@ impl Reactor {
                         // Not drained: un-send and read again first.
                         if let Some(slot) = self.core.watches.borrow_mut().get_mut(key) {
                             if action == Action::Hup {
-                                slot.sticky.hup_sent = before.hup_sent;
+                                slot.sticky.set(Sticky::HUP_SENT, before.has(Sticky::HUP_SENT));
                             } else {
-                                slot.sticky.err_sent = before.err_sent;
+                                slot.sticky.set(Sticky::ERR_SENT, before.has(Sticky::ERR_SENT));
                             }
                             if unread {
-                                slot.sticky.read_pending = true;
+                                slot.sticky.set(Sticky::READ_PENDING, true);
                             }
                         }
                         if unread {
-                            self.count(|c| c.hups_held += 1);
+                            Self::bump(&self.core.counters.hups_held, 1);
                             hold_rest = true;
                             self.requeue(key);
                         }
                         continue;
                     }
-                    self.count(|c| c.dispatches += 1);
+                    Self::bump(&self.core.counters.dispatches, 1);
                     let _ = handler(self, id, action);
                 }
             }
@@ -603,7 +669,7 @@ impl Reactor {
         loop {
             let due = self.core.timers.borrow_mut().pop_due(now);
             let Some((key, mut cb)) = due else { break };
-            self.count(|c| c.timers_fired += 1);
+            Self::bump(&self.core.counters.timers_fired, 1);
             cb(self, TimerId(key));
             let leftover = self.core.timers.borrow_mut().restore(key, cb);
             drop(leftover);
@@ -645,7 +711,7 @@ impl Reactor {
             }
         };
         for f in batch {
-            self.count(|c| c.posts_run += 1);
+            Self::bump(&self.core.counters.posts_run, 1);
             f(self);
         }
     }
@@ -716,18 +782,15 @@ impl Reactor {
         let c = &self.core;
         loop {
             self.update_now();
-            let before = self.counters();
+            let k = &c.counters;
+            let before = k.timers_fired.get() + k.posts_run.get() + k.dispatches.get();
             let deferred = !c.deferred.borrow().is_empty();
             self.run_timers();
             self.run_posts();
             self.run_deferred();
             self.run_pending();
-            let after = self.counters();
             // Work done before the poll: a single iteration must not then block.
-            let did_work = deferred
-                || after.timers_fired != before.timers_fired
-                || after.posts_run != before.posts_run
-                || after.dispatches != before.dispatches;
+            let did_work = deferred || k.timers_fired.get() + k.posts_run.get() + k.dispatches.get() != before;
             if c.stop.get() || c.close_requested.get() {
                 return Ok(());
             }
@@ -744,7 +807,7 @@ impl Reactor {
                 c.timers.borrow_mut().next_deadline().map(|d| Duration::from_millis(d.saturating_sub(now)))
             };
             self.poll_once(timeout)?;
-            self.count(|k| k.iterations += 1);
+            Self::bump(&c.counters.iterations, 1);
             if mode != RunMode::Default {
                 self.update_now();
                 self.run_timers();
@@ -756,33 +819,24 @@ impl Reactor {
 
     fn poll_once(&self, timeout: Option<Duration>) -> Result<(), RunError> {
         let c = &self.core;
-        {
-            let mut events = c.events.borrow_mut();
-            match c.poll.borrow_mut().poll(&mut events, timeout) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-                Err(e) => return Err(RunError::Io(e)),
-            }
-            let mut ready = c.ready.borrow_mut();
-            ready.clear();
-            for e in events.iter() {
-                if e.token() != WAKER_TOKEN {
-                    ready.push((e.token().0, Readiness::from_event(e)));
-                }
-            }
+        let mut events = c.events.borrow_mut();
+        match c.poll.borrow_mut().poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(RunError::Io(e)),
         }
         self.update_now();
-        let batch = std::mem::take(&mut *c.ready.borrow_mut());
-        self.count(|k| k.events += batch.len() as u64);
-        for &(token, readiness) in &batch {
-            self.dispatch_event(token, readiness);
+        // `events` stays borrowed while callbacks run: only this loop touches it, and a
+        // callback that calls run() is refused (Reentrant) before it could.
+        for e in events.iter() {
+            if e.token() == WAKER_TOKEN {
+                continue;
+            }
+            Self::bump(&c.counters.events, 1);
+            self.dispatch_event(e.token().0, Readiness::from_event(e));
             if c.close_requested.get() {
                 break;
             }
-        }
-        let mut slot = c.ready.borrow_mut();
-        if slot.capacity() < batch.capacity() {
-            *slot = batch;
         }
         Ok(())
     }
