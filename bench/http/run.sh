@@ -27,6 +27,7 @@ fi
 CPUS=$(nproc 2>/dev/null || echo 1)
 
 if ! have wrk; then note $SUITE "wrk missing (scripts/install-deps.sh --bench): HTTP suite skipped"; exit 0; fi
+build_helpers || { note $SUITE "bench/lib helpers failed to build: HTTP suite skipped"; exit 0; }
 make -s -C "$BENCH_DIR/fcgi" OUT="$BENCH_BIN" >&2
 if [ ! -x "$BENCH_BIN/responder" ] || ! have spawn-fcgi; then
     note $SUITE "libfcgi-dev or spawn-fcgi missing: HTTP suite skipped"; exit 0
@@ -62,17 +63,25 @@ measure() { # FRONT BACKEND CONNS DURATION PINNED
     local f0 b0 f1 b1 out threads=2 pre=()
     [ "$pinned" = 1 ] && { threads=1; pre=(taskset -c 0); }
     f0=$(cpu_ticks $fp); b0=$(cpu_ticks $bp)
-    out=$("${pre[@]}" wrk -t "$threads" -c "$conns" -d "${dur}s" --latency -s "$HERE/report.lua" \
+    local cr="$HTTP_W/wrk.cpu"
+    rm -f "$cr"
+    out=$("$BENCH_BIN/cpurun" -o "$cr" -- "${pre[@]}" wrk -t "$threads" -c "$conns" -d "${dur}s" --latency -s "$HERE/report.lua" \
         "http://127.0.0.1:$port$(url_path "$backend")" 2>>"$HTTP_W/wrk.err" | grep '^{' | tail -n1)
     f1=$(cpu_ticks $fp); b1=$(cpu_ticks $bp)
     [ -n "$out" ] || return 0
-    python3 - "$out" "$((f1 - f0))" "$((b1 - b0))" "$CLK_TCK" <<'EOF'
+    python3 - "$out" "$((f1 - f0))" "$((b1 - b0))" "$CLK_TCK" "$cr" <<'EOF'
 import json, sys
 m = json.loads(sys.argv[1]); ft, bt, hz = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+try:
+    wrk_cpu = json.loads(open(sys.argv[5]).read().strip().splitlines()[-1])["cpu_us"]
+except (OSError, ValueError, IndexError, KeyError):
+    wrk_cpu = None
 req = m["requests"]
 if req:
     m["front_cpu_us_per_req"] = ft * 1e6 / hz / req
     m["backend_cpu_us_per_req"] = bt * 1e6 / hz / req
+    if wrk_cpu is not None:
+        m["wrk_cpu_us_per_req"] = wrk_cpu / req
 m["front_cpu_s"] = ft / hz
 print(json.dumps(m))
 EOF

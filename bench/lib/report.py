@@ -293,19 +293,21 @@ def http_md(d, targets):
                 continue
             fc = d.stat(S, t, k, c, "front_cpu_us_per_req")
             bc = d.stat(S, t, k, c, "backend_cpu_us_per_req")
+            wc = d.stat(S, t, k, c, "wrk_cpu_us_per_req")
             n2 = d.stat(S, t, k, c, "non2xx")
             se = d.stat(S, t, k, c, "socket_errors")
             rows.append(["pinned" if case["pinned"] else "shared", case["workers"], case["backend"], case["conns"], c,
                          cell(rps), rfmt(ratio(rps, base)), cell(d.stat(S, t, k, c, "p50_us"), spread=False),
                          cell(d.stat(S, t, k, c, "p99_us"), spread=False),
                          fmt(n2["median"], 0) if n2 else "–", fmt(se["median"], 0) if se else "–",
-                         cell(fc, spread=False), rfmt(ratio(fc, base_cpu)), cell(bc, spread=False)])
+                         cell(fc, spread=False), rfmt(ratio(fc, base_cpu)), cell(bc, spread=False), cell(wc, spread=False)])
     out = ["\n**HTTP front + FastCGI backend over unix sockets, loaded by wrk** — requests/s median [min–max], "
            "latency µs (medians of each round's wrk percentiles), non-2xx and socket errors (medians), "
-           "front-end and backend CPU µs per request (from /proc utime+stime). nginx-ka = `fastcgi_keep_conn on` + "
+           "front-end, backend and wrk CPU µs per request (/proc utime+stime; wait4 for wrk): how the cores were shared. "
+           "shared = everything floats on both cores, wrk -t 2; pinned = wrk -t 1 on cpu0, front and backends on cpu1. nginx-ka = `fastcgi_keep_conn on` + "
            "upstream `keepalive`; nginx = a new FastCGI connection per request.\n",
            table_md(["cores", "workers", "backend", "conns", "front", "req/s", "×nginx-ka", "p50 µs", "p99 µs", "non-2xx",
-                     "sock err", "front CPU µs/req", "×nginx-ka", "backend CPU µs/req"], rows)]
+                     "sock err", "front CPU µs/req", "×nginx-ka", "backend CPU µs/req", "wrk CPU µs/req"], rows)]
     if "heisen-httpd" in cs:
         for k, case in cases:
             if not case["pinned"] or case["backend"] != "libfcgi":
@@ -384,6 +386,65 @@ def mem_md(d, targets):
     return "\n".join(out)
 
 
+def summary_md(d):
+    """the headline figures, compact enough for the README's Performance section"""
+    rows = []
+    S = "reactor"
+    for (a, t) in ((100, 0), (1, 0), (1, 1)):
+        for key, case in d.cases.get((S, "callgrind"), {}).items():
+            if case["n"] == 1000 and case["a"] == a and case["timers"] == t:
+                base = d.stat(S, "callgrind", key, "epoll", "ir_loop_per_event")
+                cells = []
+                for c in order(d.contenders(S, "callgrind"), REACTOR_ORDER):
+                    if c.startswith("heisen-"):
+                        continue
+                    st = d.stat(S, "callgrind", key, c, "ir_loop_per_event")
+                    if st:
+                        cells.append(f"{c} {fmt(st['median'], 0)} ({rfmt(ratio(st, base))})")
+                tk = [k2 for k2, c2 in d.cases.get((S, "time"), {}).items() if c2["n"] == 1000 and c2["a"] == a and c2["timers"] == t]
+                times = []
+                if tk:
+                    tb = d.stat(S, "time", tk[0], "epoll", "loop_us")
+                    for c in order(d.contenders(S, "time"), REACTOR_ORDER):
+                        if c.startswith("heisen-") or c == "epoll":
+                            continue
+                        st = d.stat(S, "time", tk[0], c, "loop_us")
+                        if st:
+                            times.append(f"{c} {rfmt(ratio(st, tb))}")
+                rows.append([f"reactor, bench.c N=1000 A={a}{' + timers' if t else ''}", "Ir/event, loop: " + "; ".join(cells),
+                             "loop time vs raw epoll: " + "; ".join(times)])
+    S = "fcgi"
+    for key, case in d.cases.get((S, "client"), {}).items():
+        if case["c"] == 32 and case["keepalive"]:
+            cells = []
+            for c in order(d.contenders(S, "client"), FCGI_ORDER):
+                st, cpu = d.stat(S, "client", key, c, "rps"), d.stat(S, "client", key, c, "cpu_us_per_req")
+                if st:
+                    cells.append(f"{c} {fmt(st['median'], 0)} req/s, {fmt(cpu['median'] if cpu else None)} µs CPU/req")
+            rows.append(["FastCGI client, c=32 keep-alive, libfcgi responder", "; ".join(cells), ""])
+    S = "http"
+    for key, case in d.cases.get((S, "wrk"), {}).items():
+        if case["pinned"] and case["conns"] == 32:
+            cells = []
+            base = d.stat(S, "wrk", key, "nginx-ka", "rps")
+            for c in order(d.contenders(S, "wrk"), HTTP_ORDER):
+                st, cpu = d.stat(S, "wrk", key, c, "rps"), d.stat(S, "wrk", key, c, "front_cpu_us_per_req")
+                if st:
+                    cells.append(f"{c} {fmt(st['median'], 0)} req/s ({rfmt(ratio(st, base))}), front {fmt(cpu['median'] if cpu else None)} µs CPU/req")
+            rows.append([f"HTTP → {case['backend']}, pinned, wrk -c 32", "; ".join(cells), ""])
+    S = "mem"
+    for key, case in d.cases.get((S, "idle"), {}).items():
+        cells = []
+        for c in d.contenders(S, "idle"):
+            st = d.stat(S, "idle", key, c, "rss_per_conn_bytes")
+            if st:
+                cells.append(f"{c} {fmt(st['median'], 0)} B")
+        rows.append([f"RSS per idle keep-alive connection ({case['conns']} held)", "; ".join(cells), ""])
+    if not rows:
+        return ""
+    return table_md(["benchmark", "figures (medians of this run)", ""], rows)
+
+
 SECTIONS = [
     ("reactor", "Reactor: libevent's bench.c method (socketpair chain)", reactor_md),
     ("fcgi", "FastCGI client alone", fcgi_md),
@@ -423,6 +484,11 @@ def main():
                   "Every comparison is interleaved (contenders rotate inside each round); figures are medians over "
                   "rounds with [min–max]; ratios compare medians of this same run. The machine is shared and noisy: "
                   "read ratios, not absolute figures.")
+    if not a.suite:
+        summ = summary_md(d)
+        if summ:
+            md.append("\n## Summary\n")
+            md.append(summ)
     for key, title, fn in SECTIONS:
         if a.suite and key != a.suite:
             continue
