@@ -137,6 +137,8 @@ struct Shared {
 }
 
 const WAKER_TOKEN: Token = Token(usize::MAX);
+const READ_BIT: u8 = READ as u8;
+const WRITE_BIT: u8 = WRITE as u8;
 
 struct Core {
     poll: RefCell<Poll>,
@@ -472,37 +474,40 @@ impl Reactor {
             let mut watches = self.core.watches.borrow_mut();
             let Some(slot) = watches.get_mut(key) else { return };
             let before = slot.sticky;
+            // Fast path: no hang-up or error ever seen and a single read or write due, the
+            // common case: a few bit operations, one borrow before the callback, one after.
+            if self.core.decider.is_none() && !tracing {
+                if let Some((sticky, due)) = dispatch::decide_quiet(ready, before, slot.interest) {
+                    slot.sticky = sticky;
+                    let action = match due {
+                        0 => return,
+                        READ_BIT => Action::Read,
+                        WRITE_BIT => Action::Write,
+                        _ => {
+                            let d = dispatch::decide(ready, before, slot.interest);
+                            drop(watches);
+                            self.execute(key, d, before);
+                            return;
+                        }
+                    };
+                    let handler = slot.handler.take();
+                    drop(watches);
+                    if let Some(handler) = handler {
+                        self.run_single(key, action, handler);
+                    }
+                    return;
+                }
+            }
             let d = self.decide(ready, before, slot.interest);
             slot.sticky = d.sticky;
-            // Fast path: one read or one write, the common case. One borrow before the
-            // callback and one after.
             let fast = match d.actions() {
                 [a @ (Action::Read | Action::Write)] if !tracing => slot.handler.take().map(|h| (*a, h)),
                 _ => None,
             };
             (d, before, slot.fd, slot.interest, fast)
         };
-        if let Some((action, mut handler)) = fast {
-            Self::bump(&self.core.counters.dispatches, 1);
-            let flow = handler(self, WatchId(key), action);
-            let mut watches = self.core.watches.borrow_mut();
-            let leftover = match watches.get_mut(key) {
-                Some(slot) => {
-                    slot.handler = Some(handler);
-                    let again = flow == Flow::Again;
-                    let bit = if action == Action::Read { Sticky::READ_PENDING } else { Sticky::WRITE_PENDING };
-                    if !again {
-                        slot.sticky.set(bit, false);
-                    } else if !slot.queued {
-                        slot.queued = true;
-                        drop(watches);
-                        self.core.pending.borrow_mut().push_back(key);
-                    }
-                    None
-                }
-                None => Some(handler),
-            };
-            drop(leftover);
+        if let Some((action, handler)) = fast {
+            self.run_single(key, action, handler);
             return;
         }
         if self.tracing() {
@@ -514,6 +519,30 @@ impl Reactor {
             self.emit_trace(&line);
         }
         self.execute(key, decision, before);
+    }
+
+    /// Deliver one read or write action and put the handler back.
+    #[inline]
+    fn run_single(&self, key: Key, action: Action, mut handler: WatchFn) {
+        Self::bump(&self.core.counters.dispatches, 1);
+        let flow = handler(self, WatchId(key), action);
+        let mut watches = self.core.watches.borrow_mut();
+        let leftover = match watches.get_mut(key) {
+            Some(slot) => {
+                slot.handler = Some(handler);
+                let bit = if action == Action::Read { Sticky::READ_PENDING } else { Sticky::WRITE_PENDING };
+                if flow == Flow::Done {
+                    slot.sticky.set(bit, false);
+                } else if !slot.queued {
+                    slot.queued = true;
+                    drop(watches);
+                    self.core.pending.borrow_mut().push_back(key);
+                }
+                None
+            }
+            None => Some(handler), // removed by its own callback: dropped here, after it returned
+        };
+        drop(leftover);
     }
 
     fn run_pending(&self) {
