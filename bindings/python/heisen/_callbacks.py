@@ -10,13 +10,23 @@ be garbage-collected: exactly when the library says it will make no further call
 An exception must never propagate into C: the trampolines catch everything. Entries decide
 what an exception means (a reactor's entries stop the reactor and keep the exception for
 ``Reactor.run()`` to re-raise).
+
+Asynchronous exceptions (``KeyboardInterrupt`` from Ctrl-C, or any exception raised by a signal
+handler) can also be raised at the very entry of a trampoline, before its ``try``: ctypes then
+reports them through :func:`sys.unraisablehook` and returns a default value to C. The hook
+installed here hands such exceptions (and any the trampolines could not give to an entry) to
+whatever is running the reactor on this thread (:func:`running`): ``Reactor.run()`` stops and
+re-raises it; a FastCGI pump gives up its pool (the interrupted callback may have carried data
+or the end of a request) and re-raises it.
 """
 
 from __future__ import annotations
 
 import itertools
 import sys
-from typing import Any
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Protocol
 
 from . import _lib
 
@@ -43,10 +53,43 @@ def release(key: int | None) -> None:
             hook()
 
 
+class Interruptible(Protocol):
+    """What runs a reactor on this thread and wants exceptions that no callback could take."""
+
+    def _interrupted(self, exc: BaseException) -> None: ...
+
+
+_running = threading.local()
+
+
+@contextmanager
+def running(owner: Interruptible) -> Iterator[None]:
+    """Mark ``owner`` as running a reactor on this thread (nestable)."""
+    stack = getattr(_running, "stack", None)
+    if stack is None:
+        stack = _running.stack = []
+    stack.append(owner)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _deliver(exc: BaseException | None) -> bool:
+    stack = getattr(_running, "stack", None)
+    if exc is None or not stack:
+        return False
+    stack[-1]._interrupted(exc)
+    return True
+
+
 def _unraisable(where: str) -> None:
-    """Last resort for exceptions that no entry could take: report them like ctypes would."""
+    """Last resort for exceptions that no entry could take: give them to whatever runs the
+    reactor on this thread, else report them like ctypes would."""
     try:
         exc = sys.exc_info()[1]
+        if _deliver(exc):
+            return
         sys.unraisablehook(
             type("UnraisableHookArgs", (), {
                 "exc_type": type(exc), "exc_value": exc,
@@ -213,3 +256,25 @@ fcgi_values_trampoline = _lib.FCGI_VALUES_CB(_fcgi_values_trampoline)
 def live_count() -> int:
     """How many entries the library still holds (for tests and leak hunting)."""
     return len(registry)
+
+
+_TRAMPOLINE_FUNCTIONS = frozenset({
+    _free_hook, _io_trampoline, _timer_trampoline, _wake_trampoline, _post_trampoline,
+    _trace_trampoline, _fcgi_headers_trampoline, _fcgi_body_trampoline,
+    _fcgi_stderr_trampoline, _fcgi_end_trampoline, _fcgi_drain_trampoline,
+    _fcgi_values_trampoline,
+})
+_previous_hook = sys.unraisablehook
+
+
+def _unraisable_hook(unraisable: Any) -> None:
+    """ctypes reports an exception raised at the entry of a trampoline (before its ``try``)."""
+    try:
+        if unraisable.object in _TRAMPOLINE_FUNCTIONS and _deliver(unraisable.exc_value):
+            return
+    except BaseException:
+        pass
+    _previous_hook(unraisable)
+
+
+sys.unraisablehook = _unraisable_hook

@@ -220,8 +220,12 @@ class _Slot:
         self.snapshot = self.read_stats()
         L.heisen_fcgi_client_free(self.client)
         # let the aborted requests' on_end run, then free the reactor
-        L.heisen_reactor_run(self.reactor, _lib.RUN_NOWAIT)
+        pump = _Pump()
+        with cb.running(pump):
+            L.heisen_reactor_run(self.reactor, _lib.RUN_NOWAIT)
         L.heisen_reactor_free(self.reactor)
+        if pump.exc is not None:
+            raise pump.exc
 
     def read_stats(self) -> dict[str, int]:
         """Read the C statistics (caller holds ``lock``)."""
@@ -232,6 +236,31 @@ class _Slot:
             if L.heisen_fcgi_client_stat(self.client, which, byref(v)) == _lib.STATUS_OK:
                 out[name] = int(v.value)
         return out
+
+
+class _Pump:
+    """Runs a pool's reactor for one step; takes exceptions no callback could (Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.exc: BaseException | None = None
+
+    def _interrupted(self, exc: BaseException) -> None:
+        if self.exc is None:
+            self.exc = exc
+
+
+def _run_slot(client: "FastCGIClient", slot: _Slot, mode: int) -> int:
+    """``heisen_reactor_run`` on a pool (caller holds ``slot.lock``). If an exception arrived
+    that no callback could take (Ctrl-C at a callback's entry: that callback's data or end may
+    be lost), the pool is given up (its requests end ABORTED) and the exception re-raised."""
+    pump = _Pump()
+    with cb.running(pump):
+        status = int(_lib.lib().heisen_reactor_run(slot.reactor, mode))
+    if pump.exc is not None:
+        slot.free()
+        client._forget(slot)
+        raise pump.exc
+    return status
 
 
 class _ThreadSlotHolder:
@@ -613,8 +642,8 @@ class FastCGIClient:
                 cb.release(key)
                 raise make_error(status, context="heisen_fcgi_client_get_values")
             try:
-                while not entry.done and not entry.released:
-                    check(L.heisen_reactor_run(slot.reactor, _lib.RUN_ONCE), "heisen_reactor_run")
+                while not entry.done and not entry.released and not slot.closed:
+                    check(_run_slot(self, slot, _lib.RUN_ONCE), "heisen_reactor_run")
             finally:
                 self._done_with(slot)
         if not entry.done:
@@ -955,12 +984,11 @@ class StreamingResponse:
     def _pump(self) -> None:
         slot = self._slot
         s = self._s
-        L = _lib.lib()
         with slot.lock:
             if slot.closed:
                 s._released()
                 return
-            status = L.heisen_reactor_run(slot.reactor, _lib.RUN_ONCE)
+            status = _run_slot(self._client, slot, _lib.RUN_ONCE)
             if status != _lib.STATUS_OK:
                 self._client._done_with(slot)
                 raise make_error(status, context="heisen_reactor_run")

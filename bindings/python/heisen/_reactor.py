@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
+import os
+import signal
 import threading
 from contextlib import contextmanager
 from ctypes import byref, c_int, c_int32, c_uint64
@@ -99,6 +101,8 @@ class Reactor:
         self._depth = 0
         self._waker: Waker | None = None
         self._trace: _Trace | None = None
+        self._sigpipe: tuple[int, int] | None = None
+        self._sigwatch: Watch | None = None
         if threadsafe:
             self._waker = Waker(self, None)
 
@@ -116,6 +120,10 @@ class Reactor:
             yield self._ptr
         finally:
             self._lock.release()
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """An exception no callback could take (e.g. Ctrl-C at a trampoline's entry)."""
+        self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         """A callback raised: keep the first exception for run() and stop the reactor."""
@@ -148,8 +156,13 @@ class Reactor:
             for h in list(self._handles):
                 h._free_c()
             self._handles.clear()
+            self._sigwatch = None
             self._ptr = None
             _lib.lib().heisen_reactor_free(ptr)
+            if self._sigpipe is not None:
+                for fd in self._sigpipe:
+                    os.close(fd)
+                self._sigpipe = None
 
     def __enter__(self) -> "Reactor":
         return self
@@ -172,10 +185,14 @@ class Reactor:
     def _run(self, mode: int) -> None:
         with self._use() as ptr:
             self._depth += 1
+            undo = self._watch_signals() if self._depth == 1 and mode != _lib.RUN_NOWAIT else None
             try:
-                status = _lib.lib().heisen_reactor_run(ptr, mode)  # GIL released while waiting
+                with cb.running(self):
+                    status = _lib.lib().heisen_reactor_run(ptr, mode)  # GIL released meanwhile
             finally:
                 self._depth -= 1
+                if undo is not None:
+                    undo()
             if self._depth == 0:
                 exc, self._exc = self._exc, None
                 if exc is not None:
@@ -222,6 +239,63 @@ class Reactor:
     def _stop_here(self) -> None:
         if self._ptr is not None:
             _lib.lib().heisen_reactor_stop(self._ptr)
+
+    # ---- Ctrl-C while the reactor waits ----------------------------------------------------
+    def _watch_signals(self) -> Callable[[], None] | None:
+        """While run() blocks in epoll on the main thread, Python's signal handlers cannot run
+        (the wait is restarted after EINTR). Route signals through ``signal.set_wakeup_fd`` to
+        a watched pipe, so that a callback runs, the handler runs with it and a
+        ``KeyboardInterrupt`` stops the reactor. Only when the reactor has handles of its own
+        (the pipe must not keep an otherwise idle reactor running) and when nobody else (e.g.
+        asyncio) uses the wakeup fd."""
+        if not self._handles or threading.current_thread() is not threading.main_thread():
+            return None
+        if self._sigpipe is None:
+            rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._sigpipe = (rfd, wfd)
+        rfd, wfd = self._sigpipe
+        try:
+            previous = signal.set_wakeup_fd(wfd, warn_on_full_buffer=False)
+        except ValueError:
+            return None
+        if previous != -1:
+            signal.set_wakeup_fd(previous)
+            return None
+        try:
+            self._sigwatch = Watch(self, rfd, self._drain_signals, _lib.EV_READ)
+        except BaseException:
+            signal.set_wakeup_fd(-1)
+            raise
+
+        def undo() -> None:
+            signal.set_wakeup_fd(-1)
+            w, self._sigwatch = self._sigwatch, None
+            if w is not None and self._ptr is not None:
+                w.close()
+
+        return undo
+
+    def _drain_signals(self, watch: "Watch", events: Events) -> None:
+        # Python runs the pending signal handler around this call (a KeyboardInterrupt from it
+        # reaches _fail, through Watch._fire or the unraisable hook)
+        assert self._sigpipe is not None
+        try:
+            while os.read(self._sigpipe[0], 512):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _handle_gone(self, handle: "_Handle") -> None:
+        """A handle was closed or released: keep the signal pipe only while others remain."""
+        self._handles.discard(handle)
+        w = self._sigwatch
+        if (w is not None and handle is not w and self._ptr is not None and not w.closed
+                and self._handles == {w} and self._lock.acquire(blocking=False)):
+            try:  # only on the thread that runs the reactor (a waker may go on another)
+                self._sigwatch = None
+                w.close()
+            finally:
+                self._lock.release()
 
     # ---- handles ---------------------------------------------------------------------------
     def watch(
@@ -381,6 +455,7 @@ class _Handle:
         self._ptr = None
         self._callback = None
         self._args = ()
+        self._reactor._handle_gone(self)
 
     def _free_c(self) -> None:
         ptr, self._ptr = self._ptr, None
@@ -397,8 +472,8 @@ class _Handle:
             self._ptr = None
             return
         with r._use():
-            r._handles.discard(self)
             self._free_c()
+            r._handle_gone(self)
 
     def __enter__(self) -> Any:
         return self
@@ -580,8 +655,8 @@ class Waker(_Handle):
             ptr, self._ptr = self._ptr, None
             if ptr is None:
                 return
-            self._reactor._handles.discard(self)
             _lib.lib().heisen_waker_free(ptr)
+        self._reactor._handles.discard(self)
 
     def wake(self) -> None:
         """Make the reactor thread call this waker's callback (wakes coalesce). Any thread."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import socket
 import threading
 import time
@@ -400,6 +401,38 @@ class Misuse(Base):
             r.call_soon(lambda: None)
             r.run()
         self.assertTrue(r.closed)
+
+
+class Interrupts(Base):
+    """Ctrl-C (SIGINT) while run() waits in epoll on the main thread."""
+
+    def interrupt_soon(self) -> None:
+        timer = threading.Timer(0.1, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        self.addCleanup(timer.cancel)
+
+    def test_ctrl_c_with_timers_running(self) -> None:
+        self.r.call_every(0.01, lambda: None)
+        self.interrupt_soon()
+        with self.assertRaises(KeyboardInterrupt):
+            self.r.run()
+        self.assertEqual(signal.set_wakeup_fd(-1), -1, "the wakeup fd must be restored")
+
+    def test_ctrl_c_while_idle_on_a_watch(self) -> None:
+        a, _ = self.pair()
+        self.r.watch(a, lambda w, ev: None)
+        self.interrupt_soon()
+        t0 = time.monotonic()
+        with self.assertRaises(KeyboardInterrupt):
+            self.r.run()
+        self.assertLess(time.monotonic() - t0, 5)
+
+    def test_signal_pipe_does_not_keep_run_going(self) -> None:
+        t0 = time.monotonic()
+        self.r.call_later(0.02, lambda: None)
+        self.r.run()  # returns once the timer fired: the internal pipe watch is not counted
+        self.assertLess(time.monotonic() - t0, 2)
+        self.assertEqual(signal.set_wakeup_fd(-1), -1)
 
 
 class Trace(Base):
