@@ -25,6 +25,7 @@ import collections
 import ctypes
 import os
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Mapping
 from ctypes import byref, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
@@ -922,8 +923,12 @@ class StreamingResponse:
                 cb.release(key)
                 raise make_error(status, context="heisen_fcgi_request_send")
         # wait for the headers (or the end)
-        while not s.headers_seen and not s.ended:
-            self._pump()
+        try:
+            while not s.headers_seen and not s.ended:
+                self._pump()
+        except BaseException:
+            self.close()  # e.g. Ctrl-C: do not leave the request running unread
+            raise
         if s.ended and s.outcome != _lib.STATUS_OK and check_ and not s.chunks:
             self._raised = True
             raise make_error(s.outcome or _lib.STATUS_ABORTED, s.reason or None,
@@ -1045,7 +1050,14 @@ class StreamingResponse:
             with slot.lock:
                 if s.req is not None and not slot.closed:
                     _lib.lib().heisen_fcgi_request_abort(s.req)
+            deadline = time.monotonic() + 10.0
             while not s.ended:
+                if time.monotonic() > deadline:  # the end never came: give the pool up
+                    with slot.lock:
+                        slot.free()
+                    self._client._forget(slot)
+                    s._released()
+                    break
                 self._pump()
         s.chunks.clear()
         s.buffered = 0

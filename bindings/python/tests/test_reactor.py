@@ -396,6 +396,27 @@ class Misuse(Base):
         gc.collect()
         self.assertEqual(_callbacks.live_count(), self.baseline)
 
+    def test_forked_child_gets_forked_error(self) -> None:
+        self.r.call_later(10, print)
+        pid = os.fork()
+        if pid == 0:  # child: the parent's reactor must refuse, a new one must work
+            code = 1
+            try:
+                try:
+                    self.r.run()
+                except heisen.ForkedError:
+                    fired = []
+                    with heisen.Reactor() as r2:
+                        r2.call_soon(fired.append, 1)
+                        r2.run()
+                    code = 0 if fired == [1] else 3
+                else:
+                    code = 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+
     def test_context_manager(self) -> None:
         with heisen.Reactor() as r:
             r.call_soon(lambda: None)
