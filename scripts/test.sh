@@ -17,5 +17,11 @@ tests/c/run.sh
 step "Harness self-test"
 tests/harness/run.sh
 
+step "Python bindings"
+bindings/python/run_tests.sh
+
+step "C programs: heisen-httpd, heisen-fcgi, heisen-story (also under valgrind)"
+tests/programs/run.sh --valgrind
+
 step "done in $(( $(date +%s) - start ))s"
 echo "ALL TESTS PASSED"
