@@ -1544,7 +1544,7 @@ impl Client {
         let mut evs = Vec::new();
         let rid = {
             let mut st = inner.st.borrow_mut();
-            if st.closed {
+            if st.closed || r.is_closed() {
                 return Err(ClientError::Closed);
             }
             let rid = st.new_id();
