@@ -163,6 +163,8 @@ def _one(client: Any, args: argparse.Namespace, body: bytes | None,
     except Error as e:
         _say(str(e))
         return exit_code_for(e)
+    except ValueError as e:
+        _parser().error(str(e))
     _write_response(out, response, args.include, args.raw)
     if response.stderr:
         sys.stderr.buffer.write(response.stderr)
@@ -293,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("-n wants a positive number")
     if args.concurrency < 1:
         _parser().error("-c wants a positive number")
+    if (modes == 0 and args.script is not None and not args.script.startswith("/")
+            and args.document_root is None):
+        _parser().error(f"SCRIPT must be an absolute path (or give --document-root), "
+                        f"not {args.script!r}")
     params: list[tuple[str, str]] = []
     for item in args.params:
         name, sep, value = item.partition("=")

@@ -160,7 +160,7 @@ class Failures(unittest.TestCase):
     def test_usage_errors_exit_1(self) -> None:
         for args in ([], ["unix:/x"], ["-p", "novalue", "unix:/x", "/a.php"],
                      ["-H", "nocolon", "unix:/x", "/a.php"], ["-t", "-1", "unix:/x", "/a.php"],
-                     ["--bogus", "unix:/x", "/a.php"], ["-d", "@/nonexistent/file", "unix:/x",
+                     ["--bogus", "unix:/x", "/a.php"], ["unix:/x", "relative.php"], ["-d", "@/nonexistent/file", "unix:/x",
                                                         "/a.php"]):
             p = heisen_cli(*args)
             self.assertEqual(p.returncode, 1, (args, p.stderr))
