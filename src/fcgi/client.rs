@@ -637,7 +637,7 @@ impl State {
         }
         if let Phase::OnConn(cid, id) = req.phase {
             let conn = self.conns.get_mut(&cid).expect("live connection");
-            if conn.mpx && conn.connected && conn.ids.len() > 1 {
+            if conn.mpx && conn.connected {
                 let mut buf = Vec::new();
                 writer::abort_request(&mut buf, id);
                 conn.stream.write(&buf);
