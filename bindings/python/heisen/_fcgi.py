@@ -112,7 +112,8 @@ class Response:
     body: bytes
     #: What the backend wrote to FCGI_STDERR (never part of the body).
     stderr: bytes
-    #: END_REQUEST's application status (``None`` if END_REQUEST did not arrive).
+    #: END_REQUEST's application status (``None`` when the outcome says END_REQUEST did not
+    #: arrive: truncated, bad gateway, timeout, aborted).
     app_status: int | None
     #: ``heisen_status`` of the exchange: 0 complete, else TIMEOUT, BAD_GATEWAY, TRUNCATED, ...
     outcome: int
@@ -199,37 +200,67 @@ def cgi_script_parts(script: str, document_root: str | None) -> tuple[str, str]:
 
 
 class _Slot:
-    """One thread's reactor + C client, and the lock that serialises all use of them."""
+    """One thread's reactor + C client, and the lock that serialises all use of them.
 
-    def __init__(self, reactor: Any, client: Any) -> None:
+    The waker (the C library's one thread-safe handle) lets :meth:`FastCGIClient.close` on
+    another thread end the requests this pool is running right now: it posts a callback that
+    frees the C client on the pool's own thread, inside its run, so they end ABORTED."""
+
+    def __init__(self, reactor: Any, client: Any, waker: Any) -> None:
         self.reactor = reactor
         self.client = client
+        self.waker = waker
+        self.waker_lock = threading.Lock()  # no post while the waker is being freed
         self.lock = threading.RLock()
         self.pid = os.getpid()
         self.closed = False
+        self.client_freed = False
         self.doomed = False  # close() asked while busy: the user frees it when done
         self.snapshot: dict[str, int] = {}
 
+    @property
+    def dead(self) -> bool:
+        """True once the pool cannot take requests (freed, or its C client freed by close)."""
+        return self.closed or self.client_freed
+
     def free(self) -> None:
-        """Free the C client and reactor (caller holds ``lock``). Idempotent."""
+        """Free the C client, waker and reactor (caller holds ``lock``). Idempotent."""
         if self.closed:
             return
         self.closed = True
+        with self.waker_lock:
+            waker, self.waker = self.waker, None
         L = _lib.lib()
         if os.getpid() != self.pid:
             return  # a forked child: leave the parent's objects alone
-        self.snapshot = self.read_stats()
-        L.heisen_fcgi_client_free(self.client)
-        # let the aborted requests' on_end run, then free the reactor
         pump = _Pump()
+        if not self.client_freed:
+            self.snapshot = self.read_stats()
+            self.client_freed = True
+            with cb.running(pump):  # the aborted requests' on_end run in here
+                L.heisen_fcgi_client_free(self.client)
         with cb.running(pump):
             L.heisen_reactor_run(self.reactor, _lib.RUN_NOWAIT)
+        L.heisen_waker_free(waker)
         L.heisen_reactor_free(self.reactor)
         if pump.exc is not None:
             raise pump.exc
 
+    def abort_from_elsewhere(self) -> None:
+        """Any thread: make the pool's thread free the C client at its next reactor step."""
+        with self.waker_lock:
+            if self.waker is None:
+                return
+            key = cb.register(_AbortPool(self))
+            status = _lib.lib().heisen_waker_post(self.waker, cb.post_trampoline, key,
+                                                  cb.free_hook)
+        if status != _lib.STATUS_OK:
+            cb.release(key)
+
     def read_stats(self) -> dict[str, int]:
         """Read the C statistics (caller holds ``lock``)."""
+        if self.client_freed:
+            return dict(self.snapshot)
         L = _lib.lib()
         out: dict[str, int] = {}
         v = c_uint64()
@@ -237,6 +268,20 @@ class _Slot:
             if L.heisen_fcgi_client_stat(self.client, which, byref(v)) == _lib.STATUS_OK:
                 out[name] = int(v.value)
         return out
+
+
+class _AbortPool:
+    """Posted to a busy pool by close(): runs on the pool's thread, inside its run."""
+
+    def __init__(self, slot: _Slot) -> None:
+        self.slot = slot
+
+    def _fire(self) -> None:
+        slot = self.slot
+        if not slot.client_freed and not slot.closed:
+            slot.snapshot = slot.read_stats()
+            slot.client_freed = True
+            _lib.lib().heisen_fcgi_client_free(slot.client)
 
 
 class _Pump:
@@ -395,7 +440,7 @@ class FastCGIClient:
                     self._retired = {}
                     self._local = threading.local()
         holder: _ThreadSlotHolder | None = getattr(self._local, "holder", None)
-        if holder is not None and not holder.slot.closed:
+        if holder is not None and not holder.slot.dead:
             return holder.slot
         L = _lib.lib()
         with self._lock:
@@ -408,7 +453,14 @@ class FastCGIClient:
             if status != _lib.STATUS_OK:
                 L.heisen_reactor_free(reactor)
                 raise make_error(status, context="heisen_fcgi_client_new")
-            slot = _Slot(reactor, client)
+            waker = _lib.WakerP()
+            status = L.heisen_waker_new(reactor, _lib.WAKE_CB(), None, _lib.FREE_FN(),
+                                        byref(waker))
+            if status != _lib.STATUS_OK:
+                L.heisen_fcgi_client_free(client)
+                L.heisen_reactor_free(reactor)
+                raise make_error(status, context="heisen_waker_new")
+            slot = _Slot(reactor, client, waker)
             self._slots.append(slot)
         self._local.holder = _ThreadSlotHolder(self, slot)
         return slot
@@ -416,14 +468,13 @@ class FastCGIClient:
     def _retire(self, slot: _Slot) -> None:
         """A thread ended: free its pool (now, or when the request it runs returns); its
         counters go on counting in :meth:`stats`."""
+        slot.doomed = True
         if slot.lock.acquire(blocking=False):
             try:
                 slot.free()
             finally:
                 slot.lock.release()
             self._forget(slot)
-        else:
-            slot.doomed = True
 
     def _forget(self, slot: _Slot) -> None:
         """Move a freed pool's final counters into the retired totals."""
@@ -560,7 +611,7 @@ class FastCGIClient:
             raise
         out = _lib.FcgiResponseP()
         with slot.lock:
-            if slot.closed:
+            if slot.dead:
                 L.heisen_fcgi_request_free(req)
                 raise ClosedError("the FastCGI client is closed", _lib.STATUS_CLOSED)
             status = L.heisen_fcgi_client_fetch(slot.client, req, byref(out))  # takes req
@@ -634,7 +685,7 @@ class FastCGIClient:
         entry = _ValuesEntry()
         L = _lib.lib()
         with slot.lock:
-            if slot.closed:
+            if slot.dead:
                 raise ClosedError("the FastCGI client is closed", _lib.STATUS_CLOSED)
             key = cb.register(entry)
             status = L.heisen_fcgi_client_get_values(
@@ -702,13 +753,15 @@ class FastCGIClient:
             slots, self._slots = self._slots, []
             config, self._config = self._config, None
         for slot in slots:
-            if slot.lock.acquire(blocking=False):
-                try:
-                    slot.free()
-                finally:
-                    slot.lock.release()
-            else:
-                slot.doomed = True
+            slot.doomed = True  # from here on, a thread finishing with it frees it
+            if not slot.lock.acquire(blocking=False):
+                slot.abort_from_elsewhere()  # busy: end its requests from its own thread
+                if not slot.lock.acquire(blocking=False):
+                    continue
+            try:
+                slot.free()
+            finally:
+                slot.lock.release()
         if config is not None and os.getpid() == self._pid:
             _lib.lib().heisen_fcgi_config_free(config)
 
@@ -773,6 +826,11 @@ def _read_headers(count_fn: Any, header_fn: Any, handle: Any) -> list[tuple[str,
     return pairs
 
 
+# outcomes that mean no END_REQUEST arrived (the C accessor then gives 0; we give None)
+_NO_END_REQUEST = frozenset({_lib.STATUS_TRUNCATED, _lib.STATUS_BAD_GATEWAY,
+                             _lib.STATUS_TIMEOUT, _lib.STATUS_ABORTED})
+
+
 def _read_response(r: Any) -> Response:
     L = _lib.lib()
     outcome = c_int32()
@@ -783,7 +841,8 @@ def _read_response(r: Any) -> Response:
         http_status = int(status.value)
     app = c_uint32()
     app_status: int | None = None
-    if L.heisen_fcgi_response_app_status(r, byref(app)) == _lib.STATUS_OK:
+    if (outcome.value not in _NO_END_REQUEST
+            and L.heisen_fcgi_response_app_status(r, byref(app)) == _lib.STATUS_OK):
         app_status = int(app.value)
     headers = _read_headers(L.heisen_fcgi_response_header_count, L.heisen_fcgi_response_header, r)
     body = _read_bytes(L.heisen_fcgi_response_body, r)
@@ -865,7 +924,9 @@ class _StreamState:
             self.app_status = int(app.value)
         proto = c_int32()
         if L.heisen_fcgi_request_protocol_status(rp, byref(proto)) == _lib.STATUS_OK:
-            self.protocol_status = int(proto.value)
+            self.protocol_status = int(proto.value) if proto.value >= 0 else None
+        if self.protocol_status is None:
+            self.app_status = None  # no END_REQUEST arrived
         self.reason = _lib.decode_c(L.heisen_fcgi_request_reason(rp))
         self.outcome = int(outcome)
         self.ended = True
@@ -910,7 +971,7 @@ class StreamingResponse:
             L.heisen_fcgi_request_free(req)
             raise make_error(status, context="heisen_fcgi_request_set_callbacks")
         with slot.lock:
-            if slot.closed:
+            if slot.dead:
                 # the library owns user_data now: freeing the request releases it
                 L.heisen_fcgi_request_free(req)
                 cb.release(key)
@@ -962,7 +1023,8 @@ class StreamingResponse:
 
     @property
     def protocol_status(self) -> int | None:
-        """END_REQUEST's protocol status, once ended."""
+        """END_REQUEST's protocol status once ended (0 complete, 1 cannot multiplex,
+        2 overloaded, 3 unknown role), ``None`` when no END_REQUEST arrived."""
         return self._s.protocol_status
 
     @property

@@ -138,7 +138,7 @@ class PhpFpm(unittest.TestCase):
                 time.sleep(0.0005 if len(chunks) < 20 else 0)  # a slow reader: back-pressure
             self.assertTrue(s.ended)
             self.assertEqual(s.outcome, heisen.STATUS_OK)
-            self.assertEqual(s.app_status, 0)
+            self.assertEqual((s.app_status, s.protocol_status), (0, 0))
         self.assertGreater(len(chunks), 1)
         self.assertEqual(b"".join(chunks), big_body(n))
 
@@ -265,6 +265,7 @@ class Faults(unittest.TestCase):
             self.assertEqual(resp.body, b"partial\n")
             self.assertFalse(resp.complete)
             self.assertEqual(resp.outcome, heisen.STATUS_TRUNCATED)
+            self.assertIsNone(resp.app_status)
             r = client.request({"SCRIPT_FILENAME": "/x.php"}, check=False)
             self.assertEqual((r.outcome, r.body), (heisen.STATUS_TRUNCATED, b"partial\n"))
 
@@ -278,6 +279,8 @@ class Faults(unittest.TestCase):
                 for chunk in s:
                     got.append(chunk)
             self.assertEqual(b"".join(got), b"partial\n")
+            self.assertEqual((s.outcome, s.protocol_status, s.app_status),
+                             (heisen.STATUS_TRUNCATED, None, None))
 
     def test_end_request_protocol_statuses(self) -> None:
         for mode, cls, status in (("overloaded", heisen.Overloaded, heisen.STATUS_OVERLOADED),
@@ -382,6 +385,33 @@ class Lifecycle(unittest.TestCase):
             for _ in s:
                 pass
         self.assertTrue(s.ended)
+
+    def test_close_aborts_a_request_running_in_another_thread(self) -> None:
+        address, www = php_fpm()
+        client = heisen.FastCGIClient(address, timeout=30)
+        result: list[object] = []
+        started = threading.Event()
+
+        def slow() -> None:
+            started.set()
+            try:
+                result.append(client.request(script=os.path.join(str(www), "sleep.php"),
+                                             query="s=5"))
+            except heisen.Error as e:
+                result.append(e)
+
+        th = threading.Thread(target=slow)
+        th.start()
+        self.assertTrue(started.wait(5))
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        client.close()
+        th.join(10)
+        self.assertLess(time.monotonic() - t0, 3, "close() must not wait for the 5 s script")
+        self.assertEqual(len(result), 1)
+        self.assertIsInstance(result[0], heisen.Aborted)
+        with self.assertRaises(heisen.ClosedError):
+            client.request(script=os.path.join(str(www), "hello.php"))
 
     def test_thread_exit_frees_its_pool(self) -> None:
         p = peer("ok")
