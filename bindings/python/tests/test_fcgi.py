@@ -152,6 +152,44 @@ class PhpFpm(unittest.TestCase):
         r = self.client.request(script=self.script("hello.php"))
         self.assertEqual(r.body, HELLO)
 
+    def test_several_streams_and_requests_interleaved_in_one_thread(self) -> None:
+        sizes = [200_000, 1_000_000, 3_000]
+        streams = [self.client.stream(script=self.script("big.php"), query=f"n={n}&flush=1",
+                                      buffer_bytes=32 * 1024) for n in sizes]
+        bodies = [bytearray() for _ in sizes]
+        iters = [iter(s) for s in streams]
+        live = set(range(len(sizes)))
+        rounds = 0
+        while live:
+            for k in sorted(live):
+                try:
+                    bodies[k] += next(iters[k])
+                except StopIteration:
+                    live.discard(k)
+            rounds += 1
+            if rounds % 5 == 0:  # a whole request in between, on the same thread's pool
+                self.assertEqual(self.client.request(script=self.script("hello.php")).body,
+                                 HELLO)
+        for n, body, s in zip(sizes, bodies, streams):
+            self.assertEqual(bytes(body), big_body(n))
+            self.assertEqual(s.outcome, heisen.STATUS_OK)
+
+    def test_dropped_stream_is_aborted_not_leaked(self) -> None:
+        gc.collect()
+        before = _callbacks.live_count()
+        s = self.client.stream(script=self.script("big.php"), query="n=30000000&flush=1",
+                               buffer_bytes=16 * 1024)
+        next(iter(s))
+        del s
+        gc.collect()
+        # the abort is processed by the next use of this thread's pool
+        self.assertEqual(self.client.request(script=self.script("hello.php")).body, HELLO)
+        for _ in range(50):
+            if _callbacks.live_count() == before:
+                break
+            self.client.request(script=self.script("hello.php"))
+        self.assertEqual(_callbacks.live_count(), before)
+
     def test_many_threads_all_exact(self) -> None:
         threads, per_thread = 8, 200
         failures: list[str] = []
