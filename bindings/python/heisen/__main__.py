@@ -3,6 +3,7 @@
 ::
 
     python -m heisen [options] BACKEND SCRIPT [QUERY]
+    python -m heisen -n REQUESTS -c CONCURRENCY [-k] [options] BACKEND SCRIPT [QUERY]
     python -m heisen --status [--status-path /status] BACKEND     # php-fpm health check
     python -m heisen --ping BACKEND                               # php-fpm ping.path
     python -m heisen --get-values BACKEND                         # FCGI_GET_VALUES
@@ -30,6 +31,7 @@ from ._errors import (
     BadGateway,
     Error,
     GatewayTimeout,
+    IOFailure,
     LibraryError,
     Overloaded,
     Truncated,
@@ -50,7 +52,7 @@ def exit_code_for(error: BaseException) -> int:
     """The documented exit status for an exception (see the module docstring)."""
     if isinstance(error, GatewayTimeout):
         return EXIT_TIMEOUT
-    if isinstance(error, BadGateway):  # incl. CantMultiplex, UnknownRole
+    if isinstance(error, (BadGateway, IOFailure)):  # incl. CantMultiplex, UnknownRole
         return EXIT_BAD_GATEWAY
     if isinstance(error, Truncated):
         return EXIT_TRUNCATED
@@ -69,9 +71,24 @@ def exit_code_for_outcome(outcome: int) -> int:
         _lib.STATUS_BAD_GATEWAY: EXIT_BAD_GATEWAY,
         _lib.STATUS_CANT_MPX_CONN: EXIT_BAD_GATEWAY,
         _lib.STATUS_UNKNOWN_ROLE: EXIT_BAD_GATEWAY,
+        _lib.STATUS_IO: EXIT_BAD_GATEWAY,
         _lib.STATUS_TRUNCATED: EXIT_TRUNCATED,
         _lib.STATUS_OVERLOADED: EXIT_OVERLOADED,
     }.get(outcome, EXIT_OTHER)
+
+
+def outcome_name(outcome: int) -> str:
+    """Short name of an outcome, as heisen-fcgi prints it."""
+    return {
+        _lib.STATUS_OK: "complete",
+        _lib.STATUS_BAD_GATEWAY: "bad gateway",
+        _lib.STATUS_CANT_MPX_CONN: "bad gateway (FCGI_CANT_MPX_CONN)",
+        _lib.STATUS_UNKNOWN_ROLE: "bad gateway (FCGI_UNKNOWN_ROLE)",
+        _lib.STATUS_TRUNCATED: "truncated",
+        _lib.STATUS_OVERLOADED: "overloaded",
+        _lib.STATUS_TIMEOUT: "timeout",
+        _lib.STATUS_ABORTED: "aborted",
+    }.get(outcome) or _lib.decode_c(_lib.lib().heisen_strerror(outcome))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -84,10 +101,12 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m heisen",
         description="Send one FastCGI request (php-fpm, ...) and print the response body.",
-        epilog=("BACKEND: unix:/path, /path, tcp:host:port, host:port, tcp:[::1]:port. "
-                "SCRIPT: the script's path on the backend (SCRIPT_FILENAME); its directory is "
-                "the DOCUMENT_ROOT unless --document-root. Exit status: 0 complete, 1 usage, "
-                "2 bad gateway, 3 truncated, 4 overloaded, 5 aborted/other, 124 timeout."),
+        epilog=("BACKEND: unix:/path, /path, tcp:host:port, host:port, tcp:[::1]:port; a,b,... "
+                "balances. SCRIPT: the script's path on the backend (SCRIPT_FILENAME; relative: "
+                "to the current directory); its directory is the DOCUMENT_ROOT unless --docroot, "
+                "which makes SCRIPT relative to DIR. Exit status: 0 complete, 1 usage, "
+                "2 bad gateway, 3 truncated, 4 overloaded, 5 aborted/other, 124 timeout; with "
+                "-n, 0 when every request completed, else the code of the first failure."),
     )
     p.add_argument("backend", metavar="BACKEND", nargs="?")
     p.add_argument("script", metavar="SCRIPT", nargs="?")
@@ -113,8 +132,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="load mode: send REQUESTS requests and print a summary")
     p.add_argument("-c", dest="concurrency", metavar="CONCURRENCY", type=int, default=1,
                    help="load mode: threads sending at once (default 1)")
-    p.add_argument("--document-root", metavar="DIR", help="DOCUMENT_ROOT (default: SCRIPT's "
-                   "directory)")
+    p.add_argument("--docroot", "--document-root", dest="docroot", metavar="DIR",
+                   help="DOCUMENT_ROOT; SCRIPT is then relative to it (default: SCRIPT's "
+                        "directory)")
+    p.add_argument("-q", dest="quiet", action="store_true", help="do not print the body")
+    p.add_argument("-m", dest="max_conns", metavar="CONNS", type=int, default=None,
+                   help="connections per backend (per thread; default 16)")
+    p.add_argument("--no-probe", action="store_true",
+                   help="accepted for heisen-fcgi compatibility (no effect: the pools are per "
+                        "thread, one connection each)")
     p.add_argument("--status", action="store_true",
                    help="health check: php-fpm's status page (pm.status_path)")
     p.add_argument("--status-path", metavar="PATH", default="/status",
@@ -159,13 +185,14 @@ def _one(client: Any, args: argparse.Namespace, body: bytes | None,
     try:
         response = client.request(
             params, body or b"", script=args.script, method=args.method, query=args.query,
-            headers=headers, document_root=args.document_root, raw=args.raw, check=False)
+            headers=headers, document_root=args.docroot, raw=args.raw, check=False)
     except Error as e:
         _say(str(e))
         return exit_code_for(e)
     except ValueError as e:
         _parser().error(str(e))
-    _write_response(out, response, args.include, args.raw)
+    if not args.quiet:
+        _write_response(out, response, args.include, args.raw)
     if response.stderr:
         sys.stderr.buffer.write(response.stderr)
         if not response.stderr.endswith(b"\n"):
@@ -189,6 +216,7 @@ def _load(client: Any, args: argparse.Namespace, body: bytes | None,
     conc = max(1, min(args.concurrency, total))
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
+    first_failure: list[int] = []
     lock = threading.Lock()
     counter = iter(range(total))
 
@@ -203,11 +231,15 @@ def _load(client: Any, args: argparse.Namespace, body: bytes | None,
             try:
                 r = client.request(params, body or b"", script=args.script, method=args.method,
                                    query=args.query, headers=headers,
-                                   document_root=args.document_root, raw=args.raw, check=False)
-                kind = "complete" if r.outcome == 0 else _lib.decode_c(
-                    _lib.lib().heisen_strerror(r.outcome))
+                                   document_root=args.docroot, raw=args.raw, check=False)
+                kind = outcome_name(r.outcome)
+                code = exit_code_for_outcome(r.outcome)
             except Error as e:
                 kind = type(e).__name__
+                code = exit_code_for(e)
+            if code != EXIT_OK:
+                with lock:
+                    first_failure.append(code)
             mine.append(time.perf_counter() - t0)
             kinds[kind] = kinds.get(kind, 0) + 1
         with lock:
@@ -230,7 +262,7 @@ def _load(client: Any, args: argparse.Namespace, body: bytes | None,
     print(f"latency ms: p50 {ms[0]:.2f}  p90 {ms[1]:.2f}  p99 {ms[2]:.2f}  max {ms[3]:.2f}")
     print("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())))
     print(f"connections: opened {stats.conns_opened}, reused {stats.conns_reused}")
-    return EXIT_OK if set(outcomes) == {"complete"} else EXIT_OTHER
+    return first_failure[0] if first_failure else EXIT_OK
 
 
 def _fpm_page(client: Any, path: str, query: str) -> Any:
@@ -295,10 +327,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().error("-n wants a positive number")
     if args.concurrency < 1:
         _parser().error("-c wants a positive number")
-    if (modes == 0 and args.script is not None and not args.script.startswith("/")
-            and args.document_root is None):
-        _parser().error(f"SCRIPT must be an absolute path (or give --document-root), "
-                        f"not {args.script!r}")
+    if modes == 0 and args.script is not None:
+        # as heisen-fcgi: SCRIPT_FILENAME = DOCUMENT_ROOT + SCRIPT_NAME
+        if args.docroot is not None:
+            args.docroot = args.docroot.rstrip("/") or "/"
+            name = args.script if args.script.startswith("/") else "/" + args.script
+            args.script = (args.docroot if args.docroot != "/" else "") + name
+        elif not args.script.startswith("/"):
+            args.script = os.path.join(os.getcwd(), args.script)
+    if args.max_conns is not None and args.max_conns < 1:
+        _parser().error("-m wants a positive number")
     params: list[tuple[str, str]] = []
     for item in args.params:
         name, sep, value = item.partition("=")
@@ -326,8 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(f"libheisen {version()} (ABI {_lib.ABI_VERSION}) from {library_path()}")
             return EXIT_OK
-        client = FastCGIClient(str(args.backend), timeout=args.timeout,
-                               keep_alive=bool(args.keep_alive or args.requests))
+        client = FastCGIClient([b for b in str(args.backend).split(",") if b],
+                               timeout=args.timeout, max_connections=args.max_conns,
+                               keep_alive=bool(args.keep_alive))
     except LibraryError as e:
         _say(str(e))
         return EXIT_OTHER

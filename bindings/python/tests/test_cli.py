@@ -13,10 +13,10 @@ from _support import nowhere, peer, php_fpm, subprocess_env, tmp_root
 HELLO = b"Hello, world!\n"
 
 
-def heisen_cli(*args: str, stdin: bytes | None = None,
-               timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+def heisen_cli(*args: str, stdin: bytes | None = None, timeout: float = 60,
+               cwd: str | None = None) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "heisen", *args], input=stdin,
-                          capture_output=True, env=subprocess_env(), timeout=timeout)
+                          capture_output=True, env=subprocess_env(), timeout=timeout, cwd=cwd)
 
 
 class AgainstPhp(unittest.TestCase):
@@ -71,6 +71,25 @@ class AgainstPhp(unittest.TestCase):
         p = heisen_cli("-d", "hello", "-H", "Content-Type: text/x-test", self.address,
                        self.script("echo.php"))
         self.assertIn(b"content_type=text/x-test\ncontent_length=5\n", p.stdout)
+
+    def test_script_paths_like_heisen_fcgi(self) -> None:
+        # relative SCRIPT: relative to the current directory
+        p = heisen_cli(self.address, "hello.php", cwd=self.www)
+        self.assertEqual((p.returncode, p.stdout), (0, HELLO), p.stderr)
+        # --docroot DIR: SCRIPT relative to it, with or without a leading slash
+        for script in ("/param.php", "param.php"):
+            p = heisen_cli("--docroot", self.www + "/", self.address, script,
+                           "name=SCRIPT_FILENAME")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            want = (self.www + "/param.php").encode()
+            self.assertIn(b"present=1\nlength=%d\nsha256=%s\n" % (
+                len(want), hashlib.sha256(want).hexdigest().encode()), p.stdout)
+
+    def test_quiet_and_several_backends(self) -> None:
+        p = heisen_cli("-q", self.address, self.script("hello.php"))
+        self.assertEqual((p.returncode, p.stdout), (0, b""))
+        p = heisen_cli("-m", "2", f"{nowhere()},{self.address}", self.script("hello.php"))
+        self.assertEqual((p.returncode, p.stdout), (0, HELLO), p.stderr)  # failover
 
     def test_raw(self) -> None:
         p = heisen_cli("--raw", self.address, self.script("hello.php"))
@@ -131,6 +150,11 @@ class Failures(unittest.TestCase):
         self.assertEqual((p.returncode, p.stdout), (3, b"partial\n"))
         self.assert_one_line_reason(p)
 
+    def test_load_mode_exit_code_of_first_failure(self) -> None:
+        p = heisen_cli("-n", "5", "-c", "2", self.with_peer("truncated").address, "/srv/x.php")
+        self.assertEqual(p.returncode, 3, p.stderr)
+        self.assertIn(b"outcomes: truncated 5", p.stdout)
+
     def test_overloaded_exit_4(self) -> None:
         p = heisen_cli(self.with_peer("overloaded").address, "/srv/x.php")
         self.assertEqual(p.returncode, 4)
@@ -160,7 +184,8 @@ class Failures(unittest.TestCase):
     def test_usage_errors_exit_1(self) -> None:
         for args in ([], ["unix:/x"], ["-p", "novalue", "unix:/x", "/a.php"],
                      ["-H", "nocolon", "unix:/x", "/a.php"], ["-t", "-1", "unix:/x", "/a.php"],
-                     ["--bogus", "unix:/x", "/a.php"], ["unix:/x", "relative.php"], ["-d", "@/nonexistent/file", "unix:/x",
+                     ["--bogus", "unix:/x", "/a.php"], ["-m", "0", "unix:/x", "/a.php"],
+                     ["unix:", "/a.php"], ["-d", "@/nonexistent/file", "unix:/x",
                                                         "/a.php"]):
             p = heisen_cli(*args)
             self.assertEqual(p.returncode, 1, (args, p.stderr))
