@@ -49,6 +49,8 @@ from ._errors import (
 from ._fcgi import (
     FastCGIClient,
     Headers,
+    PendingRequest,
+    ReactorFastCGIClient,
     Response,
     Stats,
     StreamingResponse,
@@ -165,7 +167,9 @@ __all__ = [
     "NoMemory",
     "Overloaded",
     "PanicError",
+    "PendingRequest",
     "Reactor",
+    "ReactorFastCGIClient",
     "ReentrantError",
     "Response",
     "Stats",

@@ -137,10 +137,11 @@ def _parser() -> argparse.ArgumentParser:
                         "directory)")
     p.add_argument("-q", dest="quiet", action="store_true", help="do not print the body")
     p.add_argument("-m", dest="max_conns", metavar="CONNS", type=int, default=None,
-                   help="connections per backend (per thread; default 16)")
+                   help="connections: with -n -k, at most CONNS threads (each keeps one "
+                        "connection); else connections per backend")
     p.add_argument("--no-probe", action="store_true",
-                   help="accepted for heisen-fcgi compatibility (no effect: the pools are per "
-                        "thread, one connection each)")
+                   help="with -n -k and no -m, run CONCURRENCY threads without asking the "
+                        "backend's FCGI_MAX_CONNS (default: that value, else 4)")
     p.add_argument("--status", action="store_true",
                    help="health check: php-fpm's status page (pm.status_path)")
     p.add_argument("--status-path", metavar="PATH", default="/status",
@@ -214,6 +215,21 @@ def _load(client: Any, args: argparse.Namespace, body: bytes | None,
           headers: list[tuple[str, str]], params: list[tuple[str, str]]) -> int:
     total = args.requests
     conc = max(1, min(args.concurrency, total))
+    if args.keep_alive:
+        # every thread keeps its own connection, and php-fpm pins a worker to each kept
+        # connection: never run more threads than the backend can serve at once
+        limit = args.max_conns
+        if limit is None and not args.no_probe:
+            try:
+                limit = int(client.get_values(0).get("FCGI_MAX_CONNS", "0")) or None
+            except (Error, ValueError):
+                limit = None
+        if limit is None and not args.no_probe:
+            limit = 4
+        if limit is not None and conc > limit:
+            _say(f"-k: {conc} threads would keep {conc} connections; using {limit} "
+                 f"(the backend's FCGI_MAX_CONNS, else 4; set -m to match pm.max_children)")
+            conc = limit
     latencies: list[float] = []
     outcomes: dict[str, int] = {}
     first_failure: list[int] = []

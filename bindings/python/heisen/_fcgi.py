@@ -30,7 +30,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from ctypes import byref, c_int32, c_size_t, c_uint32, c_uint64, c_void_p
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 from . import _callbacks as cb
 from . import _lib
@@ -325,6 +325,76 @@ class _ThreadSlotHolder:
             pass
 
 
+def _make_config(
+    backends: str | Iterable[str],
+    *,
+    timeout: float | None = None,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    send_timeout: float | None = None,
+    keep_alive: bool = True,
+    max_connections: int | None = None,
+    max_idle: int | None = None,
+    idle_timeout: float | None = None,
+    max_tries: int | None = None,
+    queue_limit: int | None = None,
+    max_header_bytes: int | None = None,
+    balance: str | None = None,
+    options: Mapping[int, int] | None = None,
+) -> tuple[Any, list[str]]:
+    """A C configuration (the caller frees it) and the list of backend addresses."""
+    L = _lib.lib()
+    if isinstance(backends, (str, bytes)):
+        backends = [backends if isinstance(backends, str) else backends.decode()]
+    names: list[str] = list(backends)
+    if not names:
+        raise InvalidArgument("a FastCGI client needs at least one backend",
+                              _lib.STATUS_INVALID_ARGUMENT)
+    cfg = _lib.FcgiConfigP()
+    check(L.heisen_fcgi_config_new(byref(cfg)), "heisen_fcgi_config_new")
+    try:
+        for address in names:
+            status = L.heisen_fcgi_config_add_backend(cfg, _b(address))
+            if status != _lib.STATUS_OK:
+                raise make_error(status, context=f"backend {address!r}")
+        settings: list[tuple[int, int]] = []
+
+        def ms(opt: int, seconds: float | None) -> None:
+            if seconds is not None:
+                if seconds < 0:
+                    raise ValueError(f"timeouts must be >= 0 seconds, not {seconds!r}")
+                settings.append((opt, max(1, int(round(seconds * 1000))) if seconds else 0))
+
+        ms(_lib.FCGI_OPT_REQUEST_TIMEOUT_MS, timeout)
+        ms(_lib.FCGI_OPT_CONNECT_TIMEOUT_MS, connect_timeout)
+        ms(_lib.FCGI_OPT_READ_TIMEOUT_MS, read_timeout)
+        ms(_lib.FCGI_OPT_SEND_TIMEOUT_MS, send_timeout)
+        ms(_lib.FCGI_OPT_IDLE_TIMEOUT_MS, idle_timeout)
+        settings.append((_lib.FCGI_OPT_KEEP_ALIVE, 1 if keep_alive else 0))
+        for opt, value in ((_lib.FCGI_OPT_MAX_CONNS, max_connections),
+                           (_lib.FCGI_OPT_MAX_IDLE, max_idle),
+                           (_lib.FCGI_OPT_MAX_TRIES, max_tries),
+                           (_lib.FCGI_OPT_QUEUE_LIMIT, queue_limit),
+                           (_lib.FCGI_OPT_MAX_HEADER_BYTES, max_header_bytes)):
+            if value is not None:
+                settings.append((opt, int(value)))
+        if balance is not None:
+            modes = {"round-robin": 0, "least-connections": 1}
+            if balance not in modes:
+                raise ValueError(f"balance must be one of {sorted(modes)}, not {balance!r}")
+            settings.append((_lib.FCGI_OPT_BALANCE, modes[balance]))
+        for opt, value in (options or {}).items():
+            settings.append((int(opt), int(value)))
+        for opt, value in settings:
+            status = L.heisen_fcgi_config_set(cfg, opt, value)
+            if status != _lib.STATUS_OK:
+                raise make_error(status, context=f"option {opt} = {value}")
+    except BaseException:
+        L.heisen_fcgi_config_free(cfg)
+        raise
+    return cfg, names
+
+
 class FastCGIClient:
     """A pooled FastCGI client (php-fpm and any other FastCGI application).
 
@@ -367,7 +437,6 @@ class FastCGIClient:
         balance: str | None = None,
         options: Mapping[int, int] | None = None,
     ) -> None:
-        L = _lib.lib()
         self._closed = True
         self._config: Any = None
         self._lock = threading.RLock()
@@ -375,56 +444,12 @@ class FastCGIClient:
         self._slots: list[_Slot] = []
         self._retired: dict[str, int] = {}
         self._pid = os.getpid()
-        if isinstance(backends, (str, bytes)):
-            backends = [backends if isinstance(backends, str) else backends.decode()]
-        self.backends: list[str] = list(backends)
-        if not self.backends:
-            raise InvalidArgument("FastCGIClient needs at least one backend",
-                                  _lib.STATUS_INVALID_ARGUMENT)
-        cfg = _lib.FcgiConfigP()
-        check(L.heisen_fcgi_config_new(byref(cfg)), "heisen_fcgi_config_new")
-        self._config = cfg
-        try:
-            for address in self.backends:
-                status = L.heisen_fcgi_config_add_backend(cfg, _b(address))
-                if status != _lib.STATUS_OK:
-                    raise make_error(status, context=f"backend {address!r}")
-            settings: list[tuple[int, int]] = []
-
-            def ms(opt: int, seconds: float | None) -> None:
-                if seconds is not None:
-                    if seconds < 0:
-                        raise ValueError(f"timeouts must be >= 0 seconds, not {seconds!r}")
-                    settings.append((opt, max(1, int(round(seconds * 1000))) if seconds else 0))
-
-            ms(_lib.FCGI_OPT_REQUEST_TIMEOUT_MS, timeout)
-            ms(_lib.FCGI_OPT_CONNECT_TIMEOUT_MS, connect_timeout)
-            ms(_lib.FCGI_OPT_READ_TIMEOUT_MS, read_timeout)
-            ms(_lib.FCGI_OPT_SEND_TIMEOUT_MS, send_timeout)
-            ms(_lib.FCGI_OPT_IDLE_TIMEOUT_MS, idle_timeout)
-            settings.append((_lib.FCGI_OPT_KEEP_ALIVE, 1 if keep_alive else 0))
-            for opt, value in ((_lib.FCGI_OPT_MAX_CONNS, max_connections),
-                               (_lib.FCGI_OPT_MAX_IDLE, max_idle),
-                               (_lib.FCGI_OPT_MAX_TRIES, max_tries),
-                               (_lib.FCGI_OPT_QUEUE_LIMIT, queue_limit),
-                               (_lib.FCGI_OPT_MAX_HEADER_BYTES, max_header_bytes)):
-                if value is not None:
-                    settings.append((opt, int(value)))
-            if balance is not None:
-                modes = {"round-robin": 0, "least-connections": 1}
-                if balance not in modes:
-                    raise ValueError(f"balance must be one of {sorted(modes)}, not {balance!r}")
-                settings.append((_lib.FCGI_OPT_BALANCE, modes[balance]))
-            for opt, value in (options or {}).items():
-                settings.append((int(opt), int(value)))
-            for opt, value in settings:
-                status = L.heisen_fcgi_config_set(cfg, opt, value)
-                if status != _lib.STATUS_OK:
-                    raise make_error(status, context=f"option {opt} = {value}")
-        except BaseException:
-            self._config = None
-            L.heisen_fcgi_config_free(cfg)
-            raise
+        self._config, self.backends = _make_config(
+            backends, timeout=timeout, connect_timeout=connect_timeout,
+            read_timeout=read_timeout, send_timeout=send_timeout, keep_alive=keep_alive,
+            max_connections=max_connections, max_idle=max_idle, idle_timeout=idle_timeout,
+            max_tries=max_tries, queue_limit=queue_limit, max_header_bytes=max_header_bytes,
+            balance=balance, options=options)
         self._closed = False
 
     # ---- per-thread pools ------------------------------------------------------------------
@@ -501,8 +526,8 @@ class FastCGIClient:
         slot.snapshot = slot.read_stats()
 
     # ---- requests --------------------------------------------------------------------------
+    @staticmethod
     def _build(
-        self,
         params: ParamsArg,
         body: bytes | bytearray | memoryview | None,
         script: str | None,
@@ -1148,3 +1173,214 @@ class StreamingResponse:
     def __repr__(self) -> str:
         return (f"<heisen.StreamingResponse status={self.status} received={self.received}"
                 f"{' ended' if self.ended else ''}>")
+
+
+# ---------------------------------------------------------------------------------------------
+# the asynchronous client, on a Reactor of the caller's
+from ._reactor import Reactor, _Handle  # noqa: E402  (no import cycle: _reactor needs nothing here)
+
+HeadersCallback = Callable[["PendingRequest", Optional[int], Headers], Any]
+DataCallback = Callable[["PendingRequest", bytes], Any]
+EndCallback = Callable[["PendingRequest", Response], Any]
+
+
+class PendingRequest:
+    """A request sent with :meth:`ReactorFastCGIClient.send`. Its callbacks run on the reactor's
+    thread, inside :meth:`Reactor.run`."""
+
+    def __init__(self, client: "ReactorFastCGIClient", on_headers: HeadersCallback | None,
+                 on_body: DataCallback | None, on_stderr: DataCallback | None,
+                 on_end: EndCallback | None) -> None:
+        self._client = client
+        self._reactor = client.reactor
+        self._cb_headers = on_headers
+        self._cb_body = on_body
+        self._cb_stderr = on_stderr
+        self._cb_end = on_end
+        self._req: Any = None  # valid between send and on_end
+        self._ended = False
+        self._aborted = False
+        self.status: int | None = None
+        self.header_list: list[tuple[str, str]] = []
+        self._body: list[bytes] = []
+        self._stderr: list[bytes] = []
+        #: The final response, once ended (its body is empty when ``on_body`` took it).
+        self.response: Response | None = None
+
+    @property
+    def ended(self) -> bool:
+        """True once the exchange is over (``on_end`` was called)."""
+        return self._ended
+
+    def _call(self, fn: Callable[..., Any] | None, *args: Any) -> int:
+        if fn is None:
+            return 0
+        try:
+            return 1 if fn(self, *args) is True else 0
+        except BaseException as e:
+            self._reactor._fail(e)
+            return 0
+
+    # C callbacks
+    def _on_headers(self, req: int | None, http_status: int) -> int:
+        rp = ctypes.cast(req or 0, _lib.FcgiRequestP)
+        L = _lib.lib()
+        self.status = int(http_status) if http_status > 0 else None
+        try:
+            self.header_list = _read_headers(L.heisen_fcgi_request_header_count,
+                                             L.heisen_fcgi_request_header, rp)
+        except Error:
+            self.header_list = []
+        return self._call(self._cb_headers, self.status, Headers(self.header_list))
+
+    def _on_body(self, req: int | None, data: bytes) -> int:
+        if self._cb_body is None:
+            self._body.append(data)
+            return 0
+        return self._call(self._cb_body, data)
+
+    def _on_stderr(self, req: int | None, data: bytes) -> int:
+        self._stderr.append(data)
+        return self._call(self._cb_stderr, data)
+
+    def _on_end(self, req: int | None, outcome: int) -> None:
+        rp = ctypes.cast(req or 0, _lib.FcgiRequestP)
+        L = _lib.lib()
+        app_status: int | None = None
+        proto = c_int32()
+        if (L.heisen_fcgi_request_protocol_status(rp, byref(proto)) == _lib.STATUS_OK
+                and proto.value >= 0):
+            app = c_uint32()
+            if L.heisen_fcgi_request_app_status(rp, byref(app)) == _lib.STATUS_OK:
+                app_status = int(app.value)
+        reason = _lib.decode_c(L.heisen_fcgi_request_reason(rp))
+        self._req = None
+        self._ended = True
+        self.response = Response(self.status, list(self.header_list), b"".join(self._body),
+                                 b"".join(self._stderr), app_status, int(outcome), reason)
+        self._body = []
+        self._call(self._cb_end, self.response)
+
+    def _on_drain(self, req: int | None) -> None:
+        pass
+
+    def _released(self) -> None:
+        if not self._ended:  # released without an end: only when the library goes away
+            self._ended = True
+            self._req = None
+        self._cb_headers = self._cb_body = self._cb_stderr = self._cb_end = None
+
+    def resume(self) -> None:
+        """Resume delivery after ``on_body``/``on_headers`` returned ``True`` (pause)."""
+        with self._reactor._use():
+            if self._req is not None and not self._client.closed:
+                check(_lib.lib().heisen_fcgi_request_resume(self._req),
+                      "heisen_fcgi_request_resume")
+
+    def abort(self) -> None:
+        """Abort the exchange: ``on_end`` comes later with outcome ABORTED. No-op once ended
+        or aborted."""
+        with self._reactor._use():
+            if self._req is not None and not self._client.closed and not self._aborted:
+                self._aborted = True
+                status = _lib.lib().heisen_fcgi_request_abort(self._req)
+                if status != _lib.STATUS_CLOSED:  # CLOSED: it is ending already
+                    check(status, "heisen_fcgi_request_abort")
+
+    def __repr__(self) -> str:
+        return f"<heisen.PendingRequest status={self.status}{' ended' if self._ended else ''}>"
+
+
+class ReactorFastCGIClient(_Handle):
+    """A FastCGI client on a :class:`heisen.Reactor` of yours: :meth:`send` returns at once and
+    the callbacks run inside ``reactor.run()``, on the reactor's thread (the asynchronous C API).
+    Same options as :class:`FastCGIClient`. Exceptions raised by the callbacks stop the reactor
+    and are re-raised by ``run()``. Closing it (or the reactor) ends running requests with
+    ABORTED (their ``on_end`` runs inside ``close()``)."""
+
+    _free_fn_name = "heisen_fcgi_client_free"
+    _keeps_alive = False  # an idle client does not keep run() going (requests do, in C)
+
+    def __init__(self, reactor: Reactor, backends: str | Iterable[str], **options: Any) -> None:
+        super().__init__(reactor)
+        L = _lib.lib()
+        cfg, self.backends = _make_config(backends, **options)
+        try:
+            with reactor._use() as rptr:
+                out = _lib.FcgiClientP()
+                check(L.heisen_fcgi_client_new(rptr, cfg, byref(out)), "heisen_fcgi_client_new")
+                self._ptr = out
+                reactor._handles.add(self)
+        finally:
+            L.heisen_fcgi_config_free(cfg)
+
+    def send(
+        self,
+        params: ParamsArg = None,
+        body: bytes | bytearray | memoryview | None = b"",
+        *,
+        on_headers: HeadersCallback | None = None,
+        on_body: DataCallback | None = None,
+        on_stderr: DataCallback | None = None,
+        on_end: EndCallback | None = None,
+        script: str | None = None,
+        method: str | None = None,
+        query: str | None = None,
+        uri: str | None = None,
+        headers: HeadersArg = None,
+        document_root: str | None = None,
+        path_info: str | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+        role: int | None = None,
+        data: bytes | None = None,
+    ) -> PendingRequest:
+        """Send a request (arguments as :meth:`FastCGIClient.request`); returns at once.
+
+        Callbacks, all optional, each called with the :class:`PendingRequest` first:
+        ``on_headers(req, status, headers)``, ``on_body(req, chunk)``,
+        ``on_stderr(req, chunk)`` and, exactly once, ``on_end(req, response)`` with a
+        :class:`Response` (``response.outcome``; its ``body`` holds the body when there is no
+        ``on_body``). ``on_headers``/``on_body`` returning ``True`` pause delivery until
+        :meth:`PendingRequest.resume`.
+        """
+        req = FastCGIClient._build(params, body, script, method, query, uri, headers,
+                                   document_root, path_info, timeout, raw, role, data)
+        L = _lib.lib()
+        pending = PendingRequest(self, on_headers, on_body, on_stderr, on_end)
+        try:
+            with self._reactor._use():
+                ptr = self._check_open()
+                key = cb.register(pending)
+                status = L.heisen_fcgi_request_set_callbacks(
+                    req, cb.fcgi_headers_trampoline, cb.fcgi_body_trampoline,
+                    cb.fcgi_stderr_trampoline, cb.fcgi_end_trampoline, _lib.FCGI_DRAIN_CB(),
+                    key, cb.free_hook)
+                if status != _lib.STATUS_OK:
+                    cb.release(key)
+                    raise make_error(status, context="heisen_fcgi_request_set_callbacks")
+                pending._req = req
+                status = L.heisen_fcgi_request_send(ptr, req)  # takes req on every path
+                req = None
+                if status != _lib.STATUS_OK:
+                    pending._req = None
+                    cb.release(key)
+                    raise make_error(status, context="heisen_fcgi_request_send")
+        finally:
+            if req is not None:
+                L.heisen_fcgi_request_free(req)
+        return pending
+
+    def stats(self) -> Stats:
+        """The client's statistics (``pools`` is 1)."""
+        with self._reactor._use():
+            ptr = self._check_open()
+            values: dict[str, int] = {}
+            v = c_uint64()
+            for which, name in enumerate(_lib.FCGI_STAT_NAMES):
+                if _lib.lib().heisen_fcgi_client_stat(ptr, which, byref(v)) == _lib.STATUS_OK:
+                    values[name] = int(v.value)
+            return Stats(pools=1, **values)
+
+    def __repr__(self) -> str:
+        return f"<heisen.ReactorFastCGIClient {self.backends!r}{' closed' if self.closed else ''}>"

@@ -248,7 +248,7 @@ class Reactor:
         ``KeyboardInterrupt`` stops the reactor. Only when the reactor has handles of its own
         (the pipe must not keep an otherwise idle reactor running) and when nobody else (e.g.
         asyncio) uses the wakeup fd."""
-        if not self._handles or threading.current_thread() is not threading.main_thread():
+        if not self._live_handles() or threading.current_thread() is not threading.main_thread():
             return None
         if self._sigpipe is None:
             rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -285,12 +285,16 @@ class Reactor:
         except (BlockingIOError, InterruptedError):
             pass
 
+    def _live_handles(self) -> set["_Handle"]:
+        """Handles that keep run() going (a FastCGI client alone does not)."""
+        return {h for h in self._handles if h._keeps_alive}
+
     def _handle_gone(self, handle: "_Handle") -> None:
         """A handle was closed or released: keep the signal pipe only while others remain."""
         self._handles.discard(handle)
         w = self._sigwatch
         if (w is not None and handle is not w and self._ptr is not None and not w.closed
-                and self._handles == {w} and self._lock.acquire(blocking=False)):
+                and self._live_handles() == {w} and self._lock.acquire(blocking=False)):
             try:  # only on the thread that runs the reactor (a waker may go on another)
                 self._sigwatch = None
                 w.close()
@@ -429,6 +433,7 @@ class _Handle:
     registry key through which C finds this object."""
 
     _free_fn_name = ""
+    _keeps_alive = True
     _callback: Any
     _args: tuple[Any, ...] = ()
 
