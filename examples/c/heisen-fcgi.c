@@ -12,6 +12,7 @@
 #include <heisen.h>
 
 #include "common.h"
+#include "fcgi_probe.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +50,8 @@ static struct options {
     uint64_t n;
     int c;
     int max_conns;
+    int conns;                      /* the connection limit in use */
+    const char *conns_why;
     /* derived */
     char docroot_buf[PATH_MAX];
     char script_name[PATH_MAX];
@@ -78,8 +81,10 @@ static void usage(FILE *f)
         "  -n REQUESTS        benchmark: send REQUESTS requests ...\n"
         "  -c CONCURRENCY     ... CONCURRENCY at a time; prints req/s, latency percentiles,\n"
         "                     outcomes by kind, connections opened and reused\n"
-        "  -m CONNS           connections per backend (default: CONCURRENCY)\n"
-        "  --no-probe         with -k, do not ask the backend for FCGI_MAX_CONNS first\n"
+        "  -m CONNS           connections per backend (default: CONCURRENCY; with -k, the\n"
+        "                     backend's FCGI_MAX_CONNS, else 4: php-fpm pins a worker to each\n"
+        "                     kept connection, so match pm.max_children)\n"
+        "  --no-probe         with -k and no -m, keep CONCURRENCY connections without asking\n"
         "  --status           ask the backend FCGI_GET_VALUES: 0 healthy, 2 unreachable/bad, 124 timeout\n"
         "exit: 0 complete, 1 usage, 2 bad gateway, 3 truncated, 4 overloaded, 5 other, 124 timeout\n");
 }
@@ -535,8 +540,12 @@ static void print_summary(struct run *run, double elapsed)
     printf("backend:      %s\n", opt.backend);
     printf("script:       %s%s%s%s\n", opt.docroot_buf, opt.script_name, opt.query ? "?" : "",
            opt.query ? opt.query : "");
-    printf("requests:     %llu (concurrency %d, %s)\n", (unsigned long long)n, opt.c,
-           opt.keepalive ? "keep-alive" : "a connection per request");
+    if (opt.keepalive)
+        printf("requests:     %llu (concurrency %d, keep-alive, at most %d connections%s%s)\n",
+               (unsigned long long)n, opt.c, opt.conns, opt.conns_why ? ": " : "",
+               opt.conns_why ? opt.conns_why : "");
+    else
+        printf("requests:     %llu (concurrency %d, a connection per request)\n", (unsigned long long)n, opt.c);
     printf("time:         %.3f s\n", elapsed);
     printf("req/s:        %.1f\n", elapsed > 0 ? (double)n / elapsed : 0.0);
     printf("latency:      p50 %.3f ms   p90 %.3f ms   p99 %.3f ms   max %.3f ms\n",
@@ -624,11 +633,25 @@ int main(int argc, char **argv)
     }
     free(list);
     int conns = opt.max_conns ? opt.max_conns : (run.bench ? opt.c : 1);
+    if (run.bench && opt.keepalive && !opt.max_conns && opt.probe >= 0) {
+        /* php-fpm pins a worker to each kept connection: never keep more than it has workers */
+        char first[512];
+        snprintf(first, sizeof(first), "%s", opt.backend);
+        first[strcspn(first, ",")] = '\0';
+        long max = fcgi_probe_max_conns(first, opt.timeout_s > 0 ? (uint32_t)(opt.timeout_s * 1000) : 3000);
+        if (max > 0) {
+            opt.conns_why = "the backend's FCGI_MAX_CONNS";
+            if (max < conns)
+                conns = (int)max;
+        } else if (conns > 4) {
+            conns = 4;
+            opt.conns_why = "the backend does not report FCGI_MAX_CONNS; -m to change";
+        }
+    }
+    opt.conns = conns;
     heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_KEEP_ALIVE, opt.keepalive);
     heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_MAX_CONNS, conns);
     heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_MAX_IDLE, conns);
-    /* php-fpm pins a worker to each kept connection: with -k ask for FCGI_MAX_CONNS and stay below */
-    heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_PROBE_VALUES, opt.keepalive && opt.probe >= 0 && run.bench);
     if (run.bench && opt.c > 4096)
         heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_QUEUE_LIMIT, opt.c);
     if (opt.timeout_s > 0) {

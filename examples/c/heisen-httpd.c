@@ -16,6 +16,7 @@
 #include <heisen.h>
 
 #include "common.h"
+#include "fcgi_probe.h"
 #include "http_parse.h"
 
 #include <arpa/inet.h>
@@ -51,6 +52,8 @@ struct route {
     size_t ext_len;
     const char *backends[MAX_BACKENDS];
     int nbackends;
+    int keepalive;                      /* decided at startup (see decide_keepalive) */
+    int conns;                          /* FastCGI connections per backend and worker, 0 = default */
 };
 
 static struct options {
@@ -68,8 +71,8 @@ static struct options {
     uint32_t keepalive_timeout_ms;      /* idle between requests */
     uint32_t io_timeout_ms;             /* idle while reading a body or while a client does not read */
     uint32_t fastcgi_timeout_ms;        /* 0 = library defaults */
-    int fastcgi_keepalive;
-    int fastcgi_conns;                  /* 0 = library default */
+    int fastcgi_keepalive;              /* 0, 1, or -1 = auto */
+    int fastcgi_conns;                  /* 0 = decided at startup */
     int fastcgi_balance;
     size_t max_header_bytes;
     uint64_t max_body_bytes;
@@ -95,8 +98,11 @@ static void usage(FILE *f)
         "  -keepalive-timeout MS        idle time between requests (default 15000)\n"
         "  -io-timeout MS               idle time reading a body / writing to a slow client (default 30000)\n"
         "  -fastcgi-timeout MS          FastCGI connect/send/read timeout (default: library's)\n"
-        "  -fastcgi-keepalive 0|1       reuse FastCGI connections (default 1)\n"
-        "  -fastcgi-conns N             FastCGI connections per backend and worker (default: library's)\n"
+        "  -fastcgi-keepalive 0|1|auto  reuse FastCGI connections; auto (default): only when the\n"
+        "                               backend reports FCGI_MAX_CONNS (php-fpm does not), as a\n"
+        "                               kept connection pins a php-fpm worker\n"
+        "  -fastcgi-conns N             FastCGI connections per backend and worker; with keep-alive\n"
+        "                               keep N x cpu <= pm.max_children (default: FCGI_MAX_CONNS / cpu)\n"
         "  -fastcgi-balance rr|lc       round-robin or least-connections (default rr)\n"
         "  -max-header-bytes N          request head limit (default 32768, beyond: 431)\n"
         "  -max-body-bytes N            request body limit (default 67108864, beyond: 413)\n"
@@ -128,7 +134,7 @@ static int parse_options(int argc, char **argv)
     opt.header_timeout_ms = 10000;
     opt.keepalive_timeout_ms = 15000;
     opt.io_timeout_ms = 30000;
-    opt.fastcgi_keepalive = 1;
+    opt.fastcgi_keepalive = -1;
     opt.max_header_bytes = 32768;
     opt.max_body_bytes = 64u << 20;
     opt.max_conns = 16384;
@@ -208,7 +214,12 @@ static int parse_options(int argc, char **argv)
         } else if (!strcmp(a, "-fastcgi-timeout")) {
             NUM_VALUE(opt.fastcgi_timeout_ms, UINT32_MAX);
         } else if (!strcmp(a, "-fastcgi-keepalive")) {
-            NUM_VALUE(opt.fastcgi_keepalive, 1);
+            if (val && !strcmp(val, "auto")) {
+                i++;
+                opt.fastcgi_keepalive = -1;
+            } else {
+                NUM_VALUE(opt.fastcgi_keepalive, 1);
+            }
         } else if (!strcmp(a, "-fastcgi-conns")) {
             NUM_VALUE(opt.fastcgi_conns, 100000);
         } else if (!strcmp(a, "-fastcgi-balance")) {
@@ -1761,12 +1772,11 @@ static int worker_setup(struct worker *w)
             heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_SEND_TIMEOUT_MS, opt.fastcgi_timeout_ms);
             heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_READ_TIMEOUT_MS, opt.fastcgi_timeout_ms);
         }
-        heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_KEEP_ALIVE, opt.fastcgi_keepalive);
-        /* with kept connections, never hold more than the backend has workers (php-fpm pins a
-         * worker to each open connection): ask it for FCGI_MAX_CONNS */
-        heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_PROBE_VALUES, opt.fastcgi_keepalive);
-        if (opt.fastcgi_conns)
-            heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_MAX_CONNS, opt.fastcgi_conns);
+        heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_KEEP_ALIVE, opt.routes[k].keepalive);
+        if (opt.routes[k].conns) {
+            heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_MAX_CONNS, opt.routes[k].conns);
+            heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_MAX_IDLE, opt.routes[k].conns);
+        }
         heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_BALANCE, opt.fastcgi_balance);
         st = heisen_fcgi_client_new(w->reactor, cfg, &w->clients[k]);
         heisen_fcgi_config_free(cfg);
@@ -1829,6 +1839,54 @@ static void *worker_main(void *arg)
 
 /* ------------------------------------------------------------------------------------------ */
 /* main                                                                                        */
+
+/* FastCGI keep-alive per extension. A kept connection pins a php-fpm worker; with more kept
+ * connections than workers, requests on the surplus ones wait in the backlog until the read
+ * timeout. So connections are kept only when their number is known to fit: given with
+ * -fastcgi-conns, or FCGI_MAX_CONNS reported by every backend (divided among the workers). */
+static void decide_keepalive(struct route *rt, char *why, size_t why_len)
+{
+    why[0] = '\0';
+    if (opt.fastcgi_keepalive == 0) {
+        rt->keepalive = 0;
+        rt->conns = opt.fastcgi_conns;
+        snprintf(why, why_len, "FastCGI keep-alive off");
+        return;
+    }
+    if (opt.fastcgi_conns) {
+        rt->keepalive = 1;
+        rt->conns = opt.fastcgi_conns;
+        snprintf(why, why_len, "FastCGI keep-alive, %d connection%s per backend and worker", rt->conns,
+                 rt->conns > 1 ? "s" : "");
+        return;
+    }
+    long min = -1;
+    for (int b = 0; b < rt->nbackends; b++) {
+        long m = fcgi_probe_max_conns(rt->backends[b], 1000);
+        if (m <= 0) {
+            min = -1;
+            break;
+        }
+        if (min < 0 || m < min)
+            min = m;
+    }
+    if (min > 0) {
+        rt->keepalive = 1;
+        rt->conns = (int)(min / opt.cpu > 0 ? min / opt.cpu : 1);
+        snprintf(why, why_len, "FastCGI keep-alive, %d connection%s per backend and worker (FCGI_MAX_CONNS %ld)",
+                 rt->conns, rt->conns > 1 ? "s" : "", min);
+    } else if (opt.fastcgi_keepalive == 1) {
+        rt->keepalive = 1;
+        rt->conns = 4 / opt.cpu > 0 ? 4 / opt.cpu : 1;
+        snprintf(why, why_len, "FastCGI keep-alive, %d connection%s per backend and worker (FCGI_MAX_CONNS "
+                 "unknown; -fastcgi-conns N to change)", rt->conns, rt->conns > 1 ? "s" : "");
+    } else {
+        rt->keepalive = 0;
+        rt->conns = 0;
+        snprintf(why, why_len, "FastCGI keep-alive off: FCGI_MAX_CONNS unknown (use -fastcgi-conns N, "
+                 "N x cpu <= pm.max_children)");
+    }
+}
 
 /* "8080" -> host 0.0.0.0; "127.0.0.1:8080"; "[::1]:8080"; "unix:/path" is passed through. */
 static int split_bind(const char *bind, char *host, size_t hn, char *port, size_t pn)
@@ -1924,6 +1982,10 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    char why[MAX_ROUTES][200];
+    for (int k = 0; k < opt.nroutes; k++)
+        decide_keepalive(&opt.routes[k], why[k], sizeof(why[k]));
+
     int started = 0, failed = 0;
     uint16_t chosen = 0;
     for (int i = 0; i < opt.cpu; i++) {
@@ -1963,9 +2025,11 @@ int main(int argc, char **argv)
             fprintf(stderr, SERVER_NAME ": listening on %s:%u, sandbox %s, %d worker%s\n", host,
                     (unsigned)chosen, opt.sandbox_len ? opt.sandbox : "/", opt.cpu,
                     opt.cpu > 1 ? "s" : "");
-        for (int k = 0; k < opt.nroutes; k++)
+        for (int k = 0; k < opt.nroutes; k++) {
             for (int b = 0; b < opt.routes[k].nbackends; b++)
                 fprintf(stderr, SERVER_NAME ": *%s -> %s\n", opt.routes[k].ext, opt.routes[k].backends[b]);
+            fprintf(stderr, SERVER_NAME ": *%s: %s\n", opt.routes[k].ext, why[k]);
+        }
         if (ready_pipe[1] >= 0) {
             char ok = 1;
             if (write(ready_pipe[1], &ok, 1) != 1) {

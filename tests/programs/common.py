@@ -162,8 +162,13 @@ class Conn:
     def __init__(self, port, timeout=10):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
+        self._buf = bytearray()
+        self._pos = 0
         self.eof = False
+
+    @property
+    def buf(self):
+        return bytes(self._buf[self._pos:])
 
     def close(self):
         try:
@@ -182,88 +187,103 @@ class Conn:
             data = data.encode("latin-1")
         self.sock.sendall(data)
 
+    def _avail(self):
+        return len(self._buf) - self._pos
+
+    def _take(self, n):
+        data = bytes(self._buf[self._pos:self._pos + n])
+        self._pos += len(data)
+        if self._pos > (1 << 20):
+            del self._buf[:self._pos]
+            self._pos = 0
+        return data
+
     def _fill(self):
         if self.eof:
             return False
         try:
-            d = self.sock.recv(262144)
+            d = self.sock.recv(1 << 20)
         except ConnectionResetError:
             d = b""
         if not d:
             self.eof = True
             return False
-        self.buf += d
+        self._buf += d
         return True
 
+    def _find(self, needle):
+        i = self._buf.find(needle, self._pos)
+        return -1 if i < 0 else i - self._pos
+
     def _read_line(self):
-        while b"\r\n" not in self.buf:
+        while self._find(b"\r\n") < 0:
             if not self._fill():
                 return None
-        line, self.buf = self.buf.split(b"\r\n", 1)
+        line = self._take(self._find(b"\r\n"))
+        self._take(2)
         return line
 
     def _read_exact(self, n):
-        while len(self.buf) < n:
+        while self._avail() < n:
             if not self._fill():
-                data, self.buf = self.buf, b""
-                return data, False
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data, True
+                return self._take(self._avail()), False
+        return self._take(n), True
 
     def read_response(self, head=False):
-        """Reads one response (skipping nothing: a 100 Continue is returned as such).
+        """Reads one response (a 100 Continue is returned as such).
         Returns None if the connection closed before a status line."""
-        while True:
-            while b"\r\n\r\n" not in self.buf:
-                if not self._fill():
-                    if self.buf:
-                        return Response(0, "", [], self.buf, False, self.buf)
-                    return None
-            raw_head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-            lines = raw_head.decode("latin-1").split("\r\n")
-            parts = lines[0].split(" ", 2)
-            status = int(parts[1])
-            reason = parts[2] if len(parts) > 2 else ""
-            headers = []
-            for ln in lines[1:]:
-                k, _, v = ln.partition(":")
-                headers.append((k, v.strip()))
-            r = Response(status, reason, headers, b"", True, raw_head)
-            if head or status in (100, 204, 304) or 100 <= status < 200:
-                return r
-            te = r.header("Transfer-Encoding")
-            cl = r.header("Content-Length")
-            if te is not None:
-                assert te.lower() == "chunked", te
-                body = b""
-                while True:
-                    size_line = self._read_line()
-                    if size_line is None:
-                        r.complete = False
-                        break
-                    size = int(size_line.split(b";")[0], 16)
-                    if size == 0:
-                        while True:             # trailers
-                            t = self._read_line()
-                            if t is None:
-                                r.complete = False
-                                break
-                            if t == b"":
-                                break
-                        break
-                    data, ok = self._read_exact(size + 2)
-                    body += data[:size]
-                    if not ok:
-                        r.complete = False
-                        break
-                r.body = body
-            elif cl is not None:
-                r.body, r.complete = self._read_exact(int(cl))
-            else:
-                while self._fill():
-                    pass
-                r.body, self.buf = self.buf, b""
+        while self._find(b"\r\n\r\n") < 0:
+            if not self._fill():
+                if self._avail():
+                    rest = self._take(self._avail())
+                    return Response(0, "", [], rest, False, rest)
+                return None
+        raw_head = self._take(self._find(b"\r\n\r\n"))
+        self._take(4)
+        lines = raw_head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1])
+        reason = parts[2] if len(parts) > 2 else ""
+        headers = []
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            headers.append((k, v.strip()))
+        r = Response(status, reason, headers, b"", True, raw_head)
+        if head or status in (204, 304) or 100 <= status < 200:
             return r
+        te = r.header("Transfer-Encoding")
+        cl = r.header("Content-Length")
+        if te is not None:
+            assert te.lower() == "chunked", te
+            parts = []
+            while True:
+                size_line = self._read_line()
+                if size_line is None:
+                    r.complete = False
+                    break
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while True:             # trailers
+                        t = self._read_line()
+                        if t is None:
+                            r.complete = False
+                            break
+                        if t == b"":
+                            break
+                    break
+                data, ok = self._read_exact(size + 2)
+                parts.append(data[:size])
+                if not ok:
+                    r.complete = False
+                    break
+            r.body = b"".join(parts)
+        elif cl is not None:
+            r.body, r.complete = self._read_exact(int(cl))
+        else:
+            while self._fill():
+                pass
+            r.body = self._take(self._avail())
+        return r
 
     def request(self, method, path, headers=None, body=None, version="HTTP/1.1"):
         hs = [("Host", "127.0.0.1")] if version == "HTTP/1.1" else []
@@ -282,7 +302,7 @@ class Conn:
                 d = self.sock.recv(65536)
                 if not d:
                     return True
-                self.buf += d
+                self._buf += d
         except ConnectionResetError:
             return True
         except socket.timeout:

@@ -183,13 +183,16 @@ class HttpdTest(unittest.TestCase):
             self.assertEqual(r.body, common.big_pattern(n))
 
     def test_slow_reader_gets_everything(self):
-        n = 4 * 1024 * 1024
+        n = 16 * 1024 * 1024                           # more than the socket buffers hold
         with Conn(self.port, timeout=30) as c:
-            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             c.send("GET /big.php?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
-            time.sleep(1.0)                            # back-pressure all the way to php-fpm
+            time.sleep(2.0)                            # back-pressure all the way to php-fpm
             r = c.read_response()
+            self.assertTrue(r.complete)
+            self.assertEqual(len(r.body), n)
             self.assertEqual(r.body, common.big_pattern(n))
+            self.assertEqual(c.request("GET", "/hello.php").body, b"Hello, world!\n")
 
     def test_backend_headers(self):
         r = get(self.port, "/headers.php")
