@@ -23,6 +23,8 @@ from common import Conn, get
 
 
 class HttpdTest(unittest.TestCase):
+    EXTRA_ARGS = []         # FastCGI keep-alive: auto (off for php-fpm, which does not report FCGI_MAX_CONNS)
+
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(common.HTTPD):
@@ -73,7 +75,7 @@ class HttpdTest(unittest.TestCase):
             "-keepalive-timeout", "2000",
             "-max-body-bytes", "8000000",
             "-max-header-bytes", "16384",
-        ], logfile=cls.log)
+        ] + cls.EXTRA_ARGS, logfile=cls.log)
         cls.port = cls.httpd.port
 
     @classmethod
@@ -525,6 +527,14 @@ class HttpdTest(unittest.TestCase):
         line = [ln for ln in text.splitlines() if "/static.txt?logged=1" in ln][0]
         self.assertIn('"GET /static.txt?logged=1 HTTP/1.1" 200 12', line)
         self.assertTrue(line.startswith("127.0.0.1 "))
+
+
+class HttpdKeepAliveTest(HttpdTest):
+    """The same with kept FastCGI connections: 2 workers x 2 connections = php-fpm's 4 workers."""
+    EXTRA_ARGS = ["-fastcgi-keepalive", "1", "-fastcgi-conns", "2"]
+
+    def test_keepalive_is_on(self):
+        self.assertIn("*.php: FastCGI keep-alive, 2 connections", self.httpd.stderr_text())
 
 
 class HttpdShutdownTest(unittest.TestCase):
