@@ -116,6 +116,45 @@ for ((r = 1; r <= ROUNDS; r++)); do
         done
     done
 done
+# user-space instructions per request (callgrind): the difference between two runs of
+# different lengths, so start-up and connection set-up cancel out; deterministic enough to
+# track between commits. heisen-fcgi's profile is kept for the report.
+if have valgrind; then
+    if quick; then CG_CASES="32:1"; CG_N1=1000; CG_N2=3000; else CG_CASES="32:1 1:0"; CG_N1=2000; CG_N2=6000; fi
+    log "fcgi: callgrind instructions per request ($CG_CASES)"
+    for cc in $CG_CASES; do
+        c=${cc%%:*}; ka=${cc#*:}
+        kflag=(); [ "$ka" = 1 ] && kflag=(-k)
+        for client in "${CLIENTS[@]}"; do
+            case $client in cgi-fcgi) continue ;; esac
+            quick && [ "$client" = fastcgi-client-rs ] && continue
+            # the crate costs ~300k instructions per request: a quarter of the requests
+            div=1; [ "$client" = fastcgi-client-rs ] && div=4
+            irs=()
+            for n in $((CG_N1 / div)) $((CG_N2 / div)); do
+                f="$W/cg.$client.$c.$ka.$n"
+                rm -f "$f"
+                case $client in
+                    c-epoll) cmd=("$BENCH_BIN/fcgi_client" -s "$SOCK" -f "$SCRIPT" -n "$n" -c "$c" "${kflag[@]}") ;;
+                    heisen-fcgi) cmd=("$HEISEN_BIN_DIR/heisen-fcgi" -q -n "$n" -c "$c" "${kflag[@]}" --no-probe "unix:$SOCK" "$SCRIPT") ;;
+                    fastcgi-client-rs) cmd=("$RS" -s "$SOCK" -f "$SCRIPT" -n "$n" -c "$c" "${kflag[@]}") ;;
+                esac
+                valgrind --tool=callgrind --callgrind-out-file="$f" "${cmd[@]}" >/dev/null 2>>"$W/valgrind.log"
+                irs+=("$(awk '/^totals:/ {print $2}' "$f" 2>/dev/null)")
+                if [ "$client" = heisen-fcgi ] && [ "$n" = "$((CG_N2 / div))" ] && have callgrind_annotate; then
+                    callgrind_annotate --threshold=95 "$f" 2>/dev/null | sed -n '/^Ir /,$p' |
+                        grep -v -e '^-' -e '^ *$' | sed -n '1,24p' > "$BENCH_TMP/profile.heisen-fcgi.c$c.ka$ka.txt" || true
+                fi
+                rm -f "$f"
+            done
+            if [ -n "${irs[0]}" ] && [ -n "${irs[1]}" ]; then
+                sample $SUITE callgrind "{\"c\":$c,\"keepalive\":$ka}" "$client" 1 \
+                    "{\"ir_per_request\":$(( (irs[1] - irs[0]) * div / (CG_N2 - CG_N1) )),\"ir_n1\":${irs[0]},\"ir_n2\":${irs[1]}}"
+            fi
+        done
+    done
+fi
+
 if [ -s "$W/err.log" ]; then
     note $SUITE "some client runs reported errors; see $W/err.log"
 fi

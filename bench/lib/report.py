@@ -259,6 +259,24 @@ def fcgi_md(d, targets):
     out = ["\n**FastCGI client alone, against the libfcgi responder (unix socket)** — requests/s median [min–max], "
            "latency µs (medians of each round's percentiles), client CPU µs per request (user+sys, whole process)\n",
            table_md(["c", "keep-alive", "client", "req/s", "×c-epoll", "p50 µs", "p99 µs", "CPU µs/req", "×c-epoll", "errors"], rows)]
+    t2 = "callgrind"
+    if (S, t2) in d.g:
+        rows2 = []
+        for k, case in case_sort(d.cases[(S, t2)], ["keepalive", "c"]):
+            base = d.stat(S, t2, k, "c-epoll", "ir_per_request")
+            for c in order(d.contenders(S, t2), FCGI_ORDER):
+                st = d.stat(S, t2, k, c, "ir_per_request")
+                if st:
+                    rows2.append([case["c"], "yes" if case["keepalive"] else "no", c, fmt(st["median"], 0), rfmt(ratio(st, base))])
+        out.append("\n**User-space instructions per request (callgrind)**: difference between a short and a long run, "
+                   "so start-up cancels out\n")
+        out.append(table_md(["c", "keep-alive", "client", "Ir/request", "×c-epoll"], rows2))
+    for f in sorted(x for x in (os.listdir(TMP) if os.path.isdir(TMP) else []) if x.startswith("profile.heisen-fcgi."))[:2]:
+        import re
+        lines = [re.sub(r" \[[^]]*\]$", "", l.rstrip()) for l in open(os.path.join(TMP, f)) if l.strip() and not l.startswith("-")]
+        if lines:
+            out.append(f"\n<details><summary>heisen-fcgi profile, {f[len('profile.heisen-fcgi.'):-4]} (callgrind, self Ir per function, top entries)</summary>\n")
+            out.append("```\n" + "\n".join(lines[:16]) + "\n```\n</details>")
     if "heisen-fcgi" in cs:
         bad, parts = [], []
         for k, case in cases:
@@ -480,7 +498,7 @@ def main():
     d = Data(samples)
     targets = []
     md = ["# heisen benchmark results", ""]
-    if meta:
+    if meta and not a.suite:
         md.append(f"Run {meta.get('started', '?')} → {meta.get('finished', '?')} ({meta.get('seconds', '?')} s), "
                   f"commit `{meta.get('commit', '?')}`, {meta.get('mode', '')}, {meta.get('rounds_note', '')}")
         md.append("")
