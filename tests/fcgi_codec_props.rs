@@ -81,7 +81,8 @@ fn parse(ids: &[u16], pieces: &[&[u8]]) -> Vec<String> {
                     rest = &rest[n..];
                     match f {
                         Some(Frame::Stdout { id, data }) | Some(Frame::Stderr { id, data }) => {
-                            let key = format!("{}{id}", if matches!(f, Some(Frame::Stdout { .. })) { "out" } else { "err" });
+                            let key =
+                                format!("{}{id}", if matches!(f, Some(Frame::Stdout { .. })) { "out" } else { "err" });
                             match &mut stream {
                                 Some((k, d)) if *k == key => d.extend_from_slice(data),
                                 _ => {
@@ -116,7 +117,8 @@ fn app_stream(r: &mut Rng, ids: &[u16]) -> Vec<u8> {
     let rec = |out: &mut Vec<u8>, r: &mut Rng, t: u8, id: u16, content: &[u8]| {
         let pad = if r.below(3) == 0 { r.below(256) } else { (8 - content.len() % 8) % 8 } as u8;
         out.extend_from_slice(
-            &Header { version: 1, rtype: t, request_id: id, content_length: content.len() as u16, padding_length: pad }.encode(),
+            &Header { version: 1, rtype: t, request_id: id, content_length: content.len() as u16, padding_length: pad }
+                .encode(),
         );
         out.extend_from_slice(content);
         out.extend(r.bytes(pad as usize));

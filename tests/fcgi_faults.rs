@@ -192,12 +192,9 @@ fn oversized_headers_are_bad_gateway() {
 
 #[test]
 fn end_request_protocol_statuses() {
-    for (ps, outcome) in [
-        (1, Outcome::CantMpxConn),
-        (2, Outcome::Overloaded),
-        (3, Outcome::UnknownRole),
-        (9, Outcome::BadGateway),
-    ] {
+    for (ps, outcome) in
+        [(1, Outcome::CantMpxConn), (2, Outcome::Overloaded), (3, Outcome::UnknownRole), (9, Outcome::BadGateway)]
+    {
         let mode: &'static str = Box::leak(format!("end{ps}").into_boxed_str());
         both(mode, move |r| {
             let e = r.end.as_ref().unwrap();

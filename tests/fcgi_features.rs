@@ -81,7 +81,11 @@ fn mpx_peer(t: Transport, stats: Arc<MpxStats>) -> Peer {
                     assert!(p.params_done);
                     let params = nv::decode_all(&p.params).unwrap();
                     let get = |n: &str| {
-                        params.iter().find(|(k, _)| k == n.as_bytes()).map(|(_, v)| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()
+                        params
+                            .iter()
+                            .find(|(k, _)| k == n.as_bytes())
+                            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+                            .unwrap_or_default()
                     };
                     if get("MODE") == "hold" {
                         held.push(h.request_id);
@@ -103,7 +107,8 @@ fn mpx_peer(t: Transport, stats: Arc<MpxStats>) -> Peer {
             stats.max_concurrent.fetch_max(concurrent, Ordering::SeqCst);
             if ready.len() >= 2 || (!ready.is_empty() && partial.is_empty()) {
                 let mut out = Vec::new();
-                let answers: Vec<(u16, Vec<u8>)> = ready.drain(..).rev().map(|(id, n, _)| (id, good_stdout(&n))).collect();
+                let answers: Vec<(u16, Vec<u8>)> =
+                    ready.drain(..).rev().map(|(id, n, _)| (id, good_stdout(&n))).collect();
                 for (id, s) in &answers {
                     writer::stream(&mut out, RecordType::Stdout, *id, &s[..s.len() / 2]);
                 }
@@ -196,25 +201,23 @@ fn abort_without_multiplexing_closes_the_connection() {
 /// A backend that reports FCGI_MAX_CONNS gets no more connections than that.
 #[test]
 fn pool_sized_from_fcgi_max_conns() {
-    let p = Peer::start(Transport::Unix, |mut c| {
-        match c.read_incoming(true) {
-            Ok(Some(Incoming::GetValues(names))) => {
-                assert!(names.contains(&b"FCGI_MAX_CONNS".to_vec()));
-                let mut content = Vec::new();
-                nv::encode_pair(&mut content, b"FCGI_MAX_CONNS", b"2").unwrap();
-                nv::encode_pair(&mut content, b"FCGI_MPXS_CONNS", b"0").unwrap();
-                let mut out = Vec::new();
-                writer::record(&mut out, RecordType::GetValuesResult, 0, &content);
-                let _ = c.write_all(&out);
-            }
-            Ok(Some(Incoming::Request(req))) => {
-                let n = req.param_str("N");
-                thread::sleep(Duration::from_millis(2));
-                let _ = c.write_all(&response(req.id, &good_stdout(&n), 0, ProtocolStatus::RequestComplete));
-                serve_good(c);
-            }
-            _ => {}
+    let p = Peer::start(Transport::Unix, |mut c| match c.read_incoming(true) {
+        Ok(Some(Incoming::GetValues(names))) => {
+            assert!(names.contains(&b"FCGI_MAX_CONNS".to_vec()));
+            let mut content = Vec::new();
+            nv::encode_pair(&mut content, b"FCGI_MAX_CONNS", b"2").unwrap();
+            nv::encode_pair(&mut content, b"FCGI_MPXS_CONNS", b"0").unwrap();
+            let mut out = Vec::new();
+            writer::record(&mut out, RecordType::GetValuesResult, 0, &content);
+            let _ = c.write_all(&out);
         }
+        Ok(Some(Incoming::Request(req))) => {
+            let n = req.param_str("N");
+            thread::sleep(Duration::from_millis(2));
+            let _ = c.write_all(&response(req.id, &good_stdout(&n), 0, ProtocolStatus::RequestComplete));
+            serve_good(c);
+        }
+        _ => {}
     });
     let reactor = Reactor::new().unwrap();
     let c = client(&reactor, &[&p.addr], |cfg| {

@@ -96,7 +96,11 @@ fn basic_scripts() {
         assert!(!String::from_utf8_lossy(&r.body).contains("PHP message"));
 
         let r = fetch(&c, get(&fpm, "headers.php", ""));
-        let names: Vec<String> = r.headers.iter().map(|(n, v)| format!("{}: {}", String::from_utf8_lossy(n), String::from_utf8_lossy(v))).collect();
+        let names: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{}: {}", String::from_utf8_lossy(n), String::from_utf8_lossy(v)))
+            .collect();
         for want in ["X-Heisen-Multi: a", "X-Heisen-Multi: b", "Set-Cookie: a=1; path=/", "Set-Cookie: b=2; path=/"] {
             assert!(names.iter().any(|h| h == want), "{want} missing from {names:?}");
         }
@@ -300,7 +304,8 @@ fn get_values_from_php_fpm() {
     c.get_values(0, Box::new(move |res| *g.borrow_mut() = Some(res))).unwrap();
     peer::run_until(&reactor, 10, || got.borrow().is_some());
     let pairs = got.borrow_mut().take().unwrap().expect("GET_VALUES answered");
-    let find = |n: &str| pairs.iter().find(|(k, _)| k == n.as_bytes()).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+    let find =
+        |n: &str| pairs.iter().find(|(k, _)| k == n.as_bytes()).map(|(_, v)| String::from_utf8_lossy(v).into_owned());
     assert_eq!(find("FCGI_MPXS_CONNS").as_deref(), Some("0"), "{pairs:?}");
     assert!(c.get_values(1, Box::new(|_| {})).is_err());
 }
@@ -331,7 +336,12 @@ fn reload_during_run_loses_nothing() {
     assert!(reloaded.get());
     check_echo_results(&results);
     let s = c.stats();
-    eprintln!("reload: retries {}, conns opened {}, idle closed by peer {}", s.get(Stat::Retries), s.get(Stat::ConnsOpened), s.get(Stat::IdleClosedByPeer));
+    eprintln!(
+        "reload: retries {}, conns opened {}, idle closed by peer {}",
+        s.get(Stat::Retries),
+        s.get(Stat::ConnsOpened),
+        s.get(Stat::IdleClosedByPeer)
+    );
     assert!(s.get(Stat::ConnsOpened) > c.stat(Stat::PeakConns), "the reload replaced connections");
     assert!(fpm.log().contains("reloading"), "php-fpm log:\n{}", fpm.log());
 }
@@ -363,9 +373,18 @@ fn throughput() {
                 rates.push(n as f64 / dt.as_secs_f64());
             }
             rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            figures.push(format!("keep-alive {}: median {:.0} req/s (runs {:?})", if keep { "on" } else { "off" }, rates[2], rates.iter().map(|r| r.round() as u64).collect::<Vec<_>>()));
+            figures.push(format!(
+                "keep-alive {}: median {:.0} req/s (runs {:?})",
+                if keep { "on" } else { "off" },
+                rates[2],
+                rates.iter().map(|r| r.round() as u64).collect::<Vec<_>>()
+            ));
         }
-        eprintln!("php-fpm over {} (4 workers, 16 in flight): {}", if tcp { "TCP" } else { "unix" }, figures.join("; "));
+        eprintln!(
+            "php-fpm over {} (4 workers, 16 in flight): {}",
+            if tcp { "TCP" } else { "unix" },
+            figures.join("; ")
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

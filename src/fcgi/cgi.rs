@@ -22,10 +22,7 @@ pub struct CgiHead {
 impl CgiHead {
     /// The first value of header `name` (case-insensitive).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| &v[..])
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| &v[..])
     }
 }
 
@@ -147,10 +144,7 @@ impl CgiParser {
     fn take_line(&mut self, line: &[u8]) -> Result<bool, CgiError> {
         let line = &line[..line.len() - 1];
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let bad = |what| CgiError::Malformed {
-            line: self.lines,
-            what,
-        };
+        let bad = |what| CgiError::Malformed { line: self.lines, what };
         if line.is_empty() {
             return Ok(true);
         }
@@ -259,14 +253,7 @@ mod tests {
         .unwrap();
         assert_eq!(head.status, 404);
         assert_eq!(head.reason.as_deref(), Some(&b"Not Found"[..]));
-        assert_eq!(
-            head.headers,
-            vec![
-                h("Content-Type", "text/html"),
-                h("Set-Cookie", "a=1"),
-                h("Set-Cookie", "b=2")
-            ]
-        );
+        assert_eq!(head.headers, vec![h("Content-Type", "text/html"), h("Set-Cookie", "a=1"), h("Set-Cookie", "b=2")]);
         assert_eq!(body, b"body\r\n\r\nmore");
         assert_eq!(head.get("content-type"), Some(&b"text/html"[..]));
     }

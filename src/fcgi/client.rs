@@ -272,12 +272,7 @@ struct Inner {
 }
 
 fn end(outcome: Outcome, reason: impl Into<String>) -> End {
-    End {
-        outcome,
-        app_status: 0,
-        protocol_status: None,
-        reason: reason.into(),
-    }
+    End { outcome, app_status: 0, protocol_status: None, reason: reason.into() }
 }
 
 fn stat_for(o: Outcome) -> Stat {
@@ -313,13 +308,7 @@ impl State {
     }
 
     fn views(&self, now: u64) -> Vec<BackendView> {
-        self.backends
-            .iter()
-            .map(|b| BackendView {
-                active: b.active,
-                down: b.down_until > now,
-            })
-            .collect()
+        self.backends.iter().map(|b| BackendView { active: b.active, down: b.down_until > now }).collect()
     }
 
     fn backend_cap(&self, b: usize) -> usize {
@@ -448,17 +437,12 @@ impl State {
         self.backends[b].idle.pop()
     }
 
-    fn open_conn(&mut self, r: &Reactor, me: &Weak<Inner>, b: usize) -> Option<ConnId> {
+    /// Starts connecting to backend `b` and registers the connection. Connect errors arrive
+    /// later through the handler; an error here means no socket could be made.
+    fn connect(&mut self, r: &Reactor, me: &Weak<Inner>, b: usize) -> io::Result<ConnId> {
         let cid = self.new_id();
-        let handler = Box::new(ConnHandler {
-            client: me.clone(),
-            cid,
-        });
-        let stream = match Stream::connect(r, &self.backends[b].addr, self.cfg.connect_timeout_ms, handler) {
-            Ok(s) => s,
-            Err(_) => return None, // only for resource exhaustion; connect errors come later
-        };
-        let mpx = self.backends[b].mpx;
+        let handler = Box::new(ConnHandler { client: me.clone(), cid });
+        let stream = Stream::connect(r, &self.backends[b].addr, self.cfg.connect_timeout_ms, handler)?;
         self.conns.insert(
             cid,
             Conn {
@@ -468,14 +452,23 @@ impl State {
                 ids: HashMap::new(),
                 connected: false,
                 served: 0,
-                mpx,
-                reusable: true,
+                mpx: false,
+                reusable: false,
                 idle: false,
                 idle_timer: None,
                 read_paused_for: Vec::new(),
                 mgmt: None,
             },
         );
+        Ok(cid)
+    }
+
+    /// A new pooled connection to backend `b`.
+    fn open_conn(&mut self, r: &Reactor, me: &Weak<Inner>, b: usize) -> Option<ConnId> {
+        let cid = self.connect(r, me, b).ok()?;
+        let conn = self.conns.get_mut(&cid).expect("just added");
+        conn.mpx = self.backends[b].mpx;
+        conn.reusable = true;
         self.backends[b].conns.push(cid);
         self.stats.add(Stat::ConnsOpened, 1);
         let open = self.data_conns() as u64;
@@ -575,12 +568,9 @@ impl State {
         let mut next: Option<u64> = req.deadline;
         if let Phase::OnConn(..) = req.phase {
             let last = req.last_recv.max(req.last_send);
-            for t in [
-                (send_to > 0).then(|| req.last_send + send_to),
-                (read_to > 0).then(|| last + read_to),
-            ]
-            .into_iter()
-            .flatten()
+            for t in [(send_to > 0).then(|| req.last_send + send_to), (read_to > 0).then(|| last + read_to)]
+                .into_iter()
+                .flatten()
             {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
@@ -850,13 +840,8 @@ impl State {
     /// backend's limits before its first use (`cb` = None).
     fn start_mgmt(&mut self, r: &Reactor, me: &Weak<Inner>, b: usize, cb: Option<ValuesCallback>, evs: &mut Vec<Ev>) {
         let probe = cb.is_none();
-        let cid = self.new_id();
-        let handler = Box::new(ConnHandler {
-            client: me.clone(),
-            cid,
-        });
-        let stream = match Stream::connect(r, &self.backends[b].addr, self.cfg.connect_timeout_ms, handler) {
-            Ok(s) => s,
+        let cid = match self.connect(r, me, b) {
+            Ok(cid) => cid,
             Err(e) => {
                 if let Some(cb) = cb {
                     evs.push(Ev::Values(cb, Err(end(Outcome::BadGateway, e.to_string()))));
@@ -866,35 +851,20 @@ impl State {
         };
         let mut buf = Vec::new();
         writer::get_values(&mut buf, &[proto::MAX_CONNS, proto::MAX_REQS, proto::MPXS_CONNS]);
-        stream.write(&buf);
         let w = me.clone();
         let timer = r.timer(Box::new(move |r, _| {
             if let Some(inner) = w.upgrade() {
                 inner.mgmt_timeout(r, cid);
             }
         }));
-        let limit = self.cfg.connect_timeout_ms.max(1) * 2;
-        r.timer_start(timer, limit, 0);
+        // Connect, then the answer, each within the connect timeout.
+        r.timer_start(timer, self.cfg.connect_timeout_ms.max(1) * 2, 0);
         if probe {
             self.backends[b].probe = Probe::Running;
         }
-        self.conns.insert(
-            cid,
-            Conn {
-                stream,
-                backend: b,
-                parser: Parser::new(),
-                ids: HashMap::new(),
-                connected: false,
-                served: 0,
-                mpx: false,
-                reusable: false,
-                idle: false,
-                idle_timer: None,
-                read_paused_for: Vec::new(),
-                mgmt: Some(Mgmt { cb, probe, timer }),
-            },
-        );
+        let conn = self.conns.get_mut(&cid).expect("just added");
+        conn.stream.write(&buf);
+        conn.mgmt = Some(Mgmt { cb, probe, timer });
     }
 
     /// GET_VALUES_RESULT arrived on a management connection.
@@ -984,10 +954,7 @@ struct Step {
 
 impl Inner {
     fn handle(&self, id: ReqId) -> RequestHandle {
-        RequestHandle {
-            inner: self.me.clone(),
-            id,
-        }
+        RequestHandle { inner: self.me.clone(), id }
     }
 
     /// Runs collected events now (reactor context).
@@ -1023,7 +990,11 @@ impl Inner {
 
     /// Calls the request's handler without holding the borrow; handles the request ending
     /// meanwhile (its `on_end` then runs right after).
-    fn with_handler(&self, rid: ReqId, f: impl FnOnce(&mut dyn ResponseHandler, &RequestHandle) -> Next) -> Option<Next> {
+    fn with_handler(
+        &self,
+        rid: ReqId,
+        f: impl FnOnce(&mut dyn ResponseHandler, &RequestHandle) -> Next,
+    ) -> Option<Next> {
         let mut h = {
             let mut st = self.st.borrow_mut();
             st.reqs.get_mut(&rid)?.handler.take()?
@@ -1155,11 +1126,7 @@ impl Inner {
     fn step(&self, st: &mut State, cid: ConnId, input: &[u8], base: usize, evs: &mut Vec<Ev>) -> Step {
         let r = &self.reactor;
         let now = r.now_ms();
-        let mut out = Step {
-            consumed: input.len(),
-            deliveries: Vec::new(),
-            stop: false,
-        };
+        let mut out = Step { consumed: input.len(), deliveries: Vec::new(), stop: false };
         let Some(conn) = st.conns.get_mut(&cid) else {
             out.stop = true;
             return out;
@@ -1223,11 +1190,7 @@ impl Inner {
                 out.deliveries.push(Delivery::Stderr(rid, s, e));
             }
             Frame::StdoutEnd { .. } | Frame::StderrEnd { .. } | Frame::Ignored { .. } => {}
-            Frame::EndRequest {
-                id,
-                app_status,
-                protocol_status,
-            } => {
+            Frame::EndRequest { id, app_status, protocol_status } => {
                 let Some(slot) = conn.ids.get(&id).copied() else { return out };
                 let Some(rid) = slot else {
                     // A request given up earlier finished: its id is free again.
@@ -1246,10 +1209,9 @@ impl Inner {
                 }
                 let req = st.reqs.get_mut(&rid).expect("request of a live id");
                 let (outcome, reason) = match protocol_status {
-                    ProtocolStatus::RequestComplete if !req.raw && !req.head_done => (
-                        Outcome::BadGateway,
-                        "END_REQUEST before the end of the CGI header block".to_string(),
-                    ),
+                    ProtocolStatus::RequestComplete if !req.raw && !req.head_done => {
+                        (Outcome::BadGateway, "END_REQUEST before the end of the CGI header block".to_string())
+                    }
                     ProtocolStatus::RequestComplete => (Outcome::Complete, "complete".to_string()),
                     ProtocolStatus::CantMpxConn => {
                         st.backends[b].mpx = false;
@@ -1257,15 +1219,14 @@ impl Inner {
                         (Outcome::CantMpxConn, "backend cannot multiplex connections".to_string())
                     }
                     ProtocolStatus::Overloaded => (Outcome::Overloaded, "backend overloaded".to_string()),
-                    ProtocolStatus::UnknownRole => (Outcome::UnknownRole, "backend does not support the role".to_string()),
-                    ProtocolStatus::Other(v) => (Outcome::BadGateway, format!("END_REQUEST with unknown protocol status {v}")),
+                    ProtocolStatus::UnknownRole => {
+                        (Outcome::UnknownRole, "backend does not support the role".to_string())
+                    }
+                    ProtocolStatus::Other(v) => {
+                        (Outcome::BadGateway, format!("END_REQUEST with unknown protocol status {v}"))
+                    }
                 };
-                let e = End {
-                    outcome,
-                    app_status,
-                    protocol_status: Some(protocol_status),
-                    reason,
-                };
+                let e = End { outcome, app_status, protocol_status: Some(protocol_status), reason };
                 if matches!(outcome, Outcome::Overloaded | Outcome::UnknownRole) {
                     st.conns.get_mut(&cid).expect("live").reusable = false;
                 }
@@ -1432,10 +1393,7 @@ impl Drop for Inner {
         for (rid, req) in reqs {
             r.timer_free(req.timer);
             if let Some(mut h) = req.handler {
-                let handle = RequestHandle {
-                    inner: Weak::new(),
-                    id: rid,
-                };
+                let handle = RequestHandle { inner: Weak::new(), id: rid };
                 st.stats.add(Stat::Aborted, 1);
                 h.on_end(&handle, &end(Outcome::Aborted, "client closed"));
             }
@@ -1649,10 +1607,7 @@ impl Client {
         let st = self.inner.st.borrow();
         let mut s = st.stats;
         s.set(Stat::QueueLength, st.queue.len() as u64);
-        s.set(
-            Stat::InFlight,
-            st.reqs.values().filter(|r| !matches!(r.phase, Phase::Draining)).count() as u64,
-        );
+        s.set(Stat::InFlight, st.reqs.values().filter(|r| !matches!(r.phase, Phase::Draining)).count() as u64);
         s.set(Stat::ConnsOpen, st.data_conns() as u64);
         s
     }
@@ -1673,7 +1628,10 @@ impl Client {
 }
 
 impl RequestHandle {
-    fn with<T>(&self, f: impl FnOnce(&Rc<Inner>, &mut State, &mut Vec<Ev>) -> Result<T, ClientError>) -> Result<T, ClientError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Rc<Inner>, &mut State, &mut Vec<Ev>) -> Result<T, ClientError>,
+    ) -> Result<T, ClientError> {
         let inner = self.inner.upgrade().ok_or(ClientError::Closed)?;
         let mut evs = Vec::new();
         let res = {

@@ -133,9 +133,26 @@ impl Stat {
     pub fn from_i32(v: i32) -> Option<Stat> {
         use Stat::*;
         const ALL: [Stat; Stat::COUNT] = [
-            Requests, Complete, Truncated, BadGateway, Timeout, Overloaded, Aborted, CantMpxConn,
-            UnknownRole, Retries, ConnsOpened, ConnsReused, PeakConns, QueueLength,
-            QueueWaitUsTotal, QueueWaitUsMax, InFlight, ConnsOpen, Failovers, IdleClosedByPeer,
+            Requests,
+            Complete,
+            Truncated,
+            BadGateway,
+            Timeout,
+            Overloaded,
+            Aborted,
+            CantMpxConn,
+            UnknownRole,
+            Retries,
+            ConnsOpened,
+            ConnsReused,
+            PeakConns,
+            QueueLength,
+            QueueWaitUsTotal,
+            QueueWaitUsMax,
+            InFlight,
+            ConnsOpen,
+            Failovers,
+            IdleClosedByPeer,
         ];
         usize::try_from(v).ok().and_then(|i| ALL.get(i).copied())
     }

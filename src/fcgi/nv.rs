@@ -103,11 +103,7 @@ pub struct NvDecoder {
 impl NvDecoder {
     /// `max_pair`: the largest name+value length accepted (guards against hostile lengths).
     pub fn new(max_pair: usize) -> NvDecoder {
-        NvDecoder {
-            state: DState::NameLen,
-            buf: Vec::new(),
-            max_pair,
-        }
+        NvDecoder { state: DState::NameLen, buf: Vec::new(), max_pair }
     }
 
     /// True when no partial pair is buffered.
@@ -153,20 +149,11 @@ impl NvDecoder {
                     };
                     let total = name_len as u64 + value_len as u64;
                     if total > self.max_pair as u64 {
-                        return Err(NvError::PairTooLarge {
-                            len: total,
-                            limit: self.max_pair,
-                        });
+                        return Err(NvError::PairTooLarge { len: total, limit: self.max_pair });
                     }
-                    self.state = DState::Body {
-                        name_len,
-                        value_len,
-                    };
+                    self.state = DState::Body { name_len, value_len };
                 }
-                DState::Body {
-                    name_len,
-                    value_len,
-                } => {
+                DState::Body { name_len, value_len } => {
                     let need = name_len + value_len - self.buf.len();
                     let take = need.min(input.len());
                     self.buf.extend_from_slice(&input[..take]);
@@ -219,13 +206,7 @@ mod tests {
         let mut d = NvDecoder::new(1000);
         let mut out = Vec::new();
         let err = d.feed(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01], &mut out).unwrap_err();
-        assert_eq!(
-            err,
-            NvError::PairTooLarge {
-                len: 0x7FFF_FFFF + 1,
-                limit: 1000
-            }
-        );
+        assert_eq!(err, NvError::PairTooLarge { len: 0x7FFF_FFFF + 1, limit: 1000 });
         assert_eq!(decode_all(b"\x02\x03AB"), Err(NvError::Incomplete));
         assert_eq!(decode_all(b"\x80\x00"), Err(NvError::Incomplete));
     }
@@ -235,13 +216,7 @@ mod tests {
         let mut out = Vec::new();
         encode_pair(&mut out, b"", b"").unwrap();
         encode_pair(&mut out, b"FCGI_MAX_CONNS", b"").unwrap();
-        assert_eq!(
-            decode_all(&out).unwrap(),
-            vec![
-                (vec![], vec![]),
-                (b"FCGI_MAX_CONNS".to_vec(), vec![])
-            ]
-        );
+        assert_eq!(decode_all(&out).unwrap(), vec![(vec![], vec![]), (b"FCGI_MAX_CONNS".to_vec(), vec![])]);
     }
 
     /// A 4-byte length may encode a small value (non-minimal form): accepted on input.

@@ -239,9 +239,7 @@ mod tests {
     use super::*;
 
     fn all(p: &Params) -> Vec<(String, String)> {
-        p.iter()
-            .map(|(n, v)| (String::from_utf8_lossy(n).into(), String::from_utf8_lossy(v).into()))
-            .collect()
+        p.iter().map(|(n, v)| (String::from_utf8_lossy(n).into(), String::from_utf8_lossy(v).into())).collect()
     }
 
     fn kv(list: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -251,8 +249,15 @@ mod tests {
     #[test]
     fn cgi_like_nginx() {
         let mut p = Params::new();
-        p.set_cgi("GET", "/app/index.php/extra/path?a=1&b=2", "HTTP/1.1", "/srv/www", "/app/index.php", Some("/extra/path"))
-            .unwrap();
+        p.set_cgi(
+            "GET",
+            "/app/index.php/extra/path?a=1&b=2",
+            "HTTP/1.1",
+            "/srv/www",
+            "/app/index.php",
+            Some("/extra/path"),
+        )
+        .unwrap();
         assert_eq!(
             all(&p),
             kv(&[
@@ -277,10 +282,7 @@ mod tests {
         assert_eq!(p.get(b"SCRIPT_FILENAME"), Some(&b"/r/x.php"[..]));
         assert_eq!(p.get(b"PATH_INFO"), None);
         assert_eq!(p.get(b"PATH_TRANSLATED"), None);
-        assert_eq!(
-            p.set_cgi("", "/", "HTTP/1.1", "/", "/", None),
-            Err(ParamsError::Invalid("invalid request method"))
-        );
+        assert_eq!(p.set_cgi("", "/", "HTTP/1.1", "/", "/", None), Err(ParamsError::Invalid("invalid request method")));
         assert_eq!(
             p.set_cgi("G T", "/", "HTTP/1.1", "/", "/", None),
             Err(ParamsError::Invalid("invalid request method"))

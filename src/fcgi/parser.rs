@@ -22,11 +22,7 @@ pub enum Frame<'a> {
     /// The empty STDERR record that ends the stream.
     StderrEnd { id: u16 },
     /// The request is over; the id is no longer active.
-    EndRequest {
-        id: u16,
-        app_status: u32,
-        protocol_status: ProtocolStatus,
-    },
+    EndRequest { id: u16, app_status: u32, protocol_status: ProtocolStatus },
     /// Answer to GET_VALUES.
     GetValuesResult { pairs: Vec<Pair> },
     /// The application did not understand a management record of type `rtype`.
@@ -177,8 +173,7 @@ impl Parser {
             }
             let Some(cur) = &mut self.cur else {
                 let take = (HEADER_LEN - self.hdr_len).min(input.len() - pos);
-                self.hdr_buf[self.hdr_len..self.hdr_len + take]
-                    .copy_from_slice(&input[pos..pos + take]);
+                self.hdr_buf[self.hdr_len..self.hdr_len + take].copy_from_slice(&input[pos..pos + take]);
                 self.hdr_len += take;
                 pos += take;
                 if self.hdr_len < HEADER_LEN {
@@ -219,11 +214,7 @@ impl Parser {
     }
 
     /// Parses all of `input`, handing every frame to `f`.
-    pub fn parse_all<'a>(
-        &mut self,
-        mut input: &'a [u8],
-        mut f: impl FnMut(Frame<'a>),
-    ) -> Result<(), ParseError> {
+    pub fn parse_all<'a>(&mut self, mut input: &'a [u8], mut f: impl FnMut(Frame<'a>)) -> Result<(), ParseError> {
         while !input.is_empty() {
             let (n, frame) = self.parse(input)?;
             input = &input[n..];
@@ -250,12 +241,8 @@ impl Parser {
                     return Err(ParseError::UnknownRequestId { rtype, id });
                 };
                 match t {
-                    RecordType::Stdout if st.stdout_ended => {
-                        return Err(ParseError::UnexpectedType { rtype, id })
-                    }
-                    RecordType::Stderr if st.stderr_ended => {
-                        return Err(ParseError::UnexpectedType { rtype, id })
-                    }
+                    RecordType::Stdout if st.stdout_ended => return Err(ParseError::UnexpectedType { rtype, id }),
+                    RecordType::Stderr if st.stderr_ended => return Err(ParseError::UnexpectedType { rtype, id }),
                     RecordType::Stdout => Kind::Stdout,
                     RecordType::Stderr => Kind::Stderr,
                     _ => {
@@ -301,21 +288,12 @@ impl Parser {
             if kind == Kind::Skip {
                 frame = Some(Frame::Ignored { rtype, id });
             }
-            self.cur = Some(Current {
-                hdr,
-                kind,
-                left: len as usize,
-            });
+            self.cur = Some(Current { hdr, kind, left: len as usize });
         }
         Ok(frame)
     }
 
-    fn finish_discrete(
-        &mut self,
-        kind: Kind,
-        id: u16,
-        content: &[u8],
-    ) -> Result<Frame<'static>, ParseError> {
+    fn finish_discrete(&mut self, kind: Kind, id: u16, content: &[u8]) -> Result<Frame<'static>, ParseError> {
         Ok(match kind {
             Kind::EndRequest => {
                 self.active.remove(&id);
@@ -327,8 +305,7 @@ impl Parser {
             }
             Kind::UnknownType => Frame::UnknownType { rtype: content[0] },
             _ => {
-                let pairs = nv::decode_all(content)
-                    .map_err(|e| self.fail(ParseError::BadNameValue(e)))?;
+                let pairs = nv::decode_all(content).map_err(|e| self.fail(ParseError::BadNameValue(e)))?;
                 Frame::GetValuesResult { pairs }
             }
         })
@@ -414,15 +391,10 @@ mod tests {
     }
 
     fn rec(rtype: u8, id: u16, content: &[u8], padding: u8) -> Vec<u8> {
-        let mut v = Header {
-            version: 1,
-            rtype,
-            request_id: id,
-            content_length: content.len() as u16,
-            padding_length: padding,
-        }
-        .encode()
-        .to_vec();
+        let mut v =
+            Header { version: 1, rtype, request_id: id, content_length: content.len() as u16, padding_length: padding }
+                .encode()
+                .to_vec();
         v.extend_from_slice(content);
         v.extend(vec![0xEE; padding as usize]);
         v
@@ -446,9 +418,7 @@ mod tests {
                 Out::Stdout(1, b"Status: 200\r\n\r\nhello".to_vec()),
                 Out::Stderr(1, b"warning".to_vec()),
                 Out::Frame("StdoutEnd { id: 1 }".into()),
-                Out::Frame(
-                    "EndRequest { id: 1, app_status: 7, protocol_status: RequestComplete }".into()
-                ),
+                Out::Frame("EndRequest { id: 1, app_status: 7, protocol_status: RequestComplete }".into()),
             ]
         );
     }
@@ -472,7 +442,14 @@ mod tests {
     #[test]
     fn specific_errors() {
         let cases: Vec<(Vec<u8>, ParseError)> = vec![
-            ({ let mut v = rec(6, 1, b"x", 0); v[0] = 2; v }, ParseError::BadVersion(2)),
+            (
+                {
+                    let mut v = rec(6, 1, b"x", 0);
+                    v[0] = 2;
+                    v
+                },
+                ParseError::BadVersion(2),
+            ),
             (rec(6, 0, b"x", 0), ParseError::ZeroRequestId { rtype: 6 }),
             (rec(3, 0, &[0; 8], 0), ParseError::ZeroRequestId { rtype: 3 }),
             (rec(6, 9, b"x", 0), ParseError::UnknownRequestId { rtype: 6, id: 9 }),
@@ -486,13 +463,31 @@ mod tests {
             (rec(10, 1, b"", 0), ParseError::ManagementIdNotZero { rtype: 10, id: 1 }),
             (rec(10, 0, b"\x05\x01ab", 0), ParseError::BadNameValue(NvError::Incomplete)),
             // STDOUT after its stream ended.
-            ({ let mut v = rec(6, 1, b"", 0); v.extend(rec(6, 1, b"x", 0)); v },
-             ParseError::UnexpectedType { rtype: 6, id: 1 }),
-            ({ let mut v = rec(7, 1, b"", 0); v.extend(rec(7, 1, b"x", 0)); v },
-             ParseError::UnexpectedType { rtype: 7, id: 1 }),
+            (
+                {
+                    let mut v = rec(6, 1, b"", 0);
+                    v.extend(rec(6, 1, b"x", 0));
+                    v
+                },
+                ParseError::UnexpectedType { rtype: 6, id: 1 },
+            ),
+            (
+                {
+                    let mut v = rec(7, 1, b"", 0);
+                    v.extend(rec(7, 1, b"x", 0));
+                    v
+                },
+                ParseError::UnexpectedType { rtype: 7, id: 1 },
+            ),
             // Anything for the request after its END_REQUEST.
-            ({ let mut v = rec(3, 1, &[0; 8], 0); v.extend(rec(6, 1, b"x", 0)); v },
-             ParseError::UnknownRequestId { rtype: 6, id: 1 }),
+            (
+                {
+                    let mut v = rec(3, 1, &[0; 8], 0);
+                    v.extend(rec(6, 1, b"x", 0));
+                    v
+                },
+                ParseError::UnknownRequestId { rtype: 6, id: 1 },
+            ),
         ];
         for (input, err) in cases {
             let out = check_splits(&[1], &input);

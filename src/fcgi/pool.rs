@@ -15,12 +15,7 @@ pub(crate) struct BackendView {
 /// Backends in the order to try them for one request: not yet tried by this request first
 /// (healthy before recently failed), in round-robin order from `cursor`, or by fewest active
 /// requests (ties in round-robin order). Backends in `tried` are left out unless all were tried.
-pub(crate) fn order(
-    views: &[BackendView],
-    balance: Balance,
-    cursor: usize,
-    tried: &[usize],
-) -> Vec<usize> {
+pub(crate) fn order(views: &[BackendView], balance: Balance, cursor: usize, tried: &[usize]) -> Vec<usize> {
     let n = views.len();
     if n == 0 {
         return Vec::new();

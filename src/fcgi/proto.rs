@@ -67,21 +67,14 @@ impl RecordType {
 
     /// Management records (request id 0).
     pub fn is_management(self) -> bool {
-        matches!(
-            self,
-            RecordType::GetValues | RecordType::GetValuesResult | RecordType::UnknownType
-        )
+        matches!(self, RecordType::GetValues | RecordType::GetValuesResult | RecordType::UnknownType)
     }
 
     /// Stream records: a sequence of records ended by an empty one.
     pub fn is_stream(self) -> bool {
         matches!(
             self,
-            RecordType::Params
-                | RecordType::Stdin
-                | RecordType::Stdout
-                | RecordType::Stderr
-                | RecordType::Data
+            RecordType::Params | RecordType::Stdin | RecordType::Stdout | RecordType::Stderr | RecordType::Data
         )
     }
 }
@@ -156,16 +149,7 @@ impl Header {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let id = self.request_id.to_be_bytes();
         let len = self.content_length.to_be_bytes();
-        [
-            self.version,
-            self.rtype,
-            id[0],
-            id[1],
-            len[0],
-            len[1],
-            self.padding_length,
-            0,
-        ]
+        [self.version, self.rtype, id[0], id[1], len[0], len[1], self.padding_length, 0]
     }
 
     /// Decodes 8 header bytes; no validation beyond layout.
@@ -237,14 +221,8 @@ mod tests {
 
     #[test]
     fn bodies() {
-        assert_eq!(
-            begin_request_body(Role::Filter, FLAG_KEEP_CONN),
-            [0, 3, 1, 0, 0, 0, 0, 0]
-        );
-        assert_eq!(
-            end_request_body(0x01020304, ProtocolStatus::UnknownRole),
-            [1, 2, 3, 4, 3, 0, 0, 0]
-        );
+        assert_eq!(begin_request_body(Role::Filter, FLAG_KEEP_CONN), [0, 3, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(end_request_body(0x01020304, ProtocolStatus::UnknownRole), [1, 2, 3, 4, 3, 0, 0, 0]);
         assert_eq!(unknown_type_body(42), [42, 0, 0, 0, 0, 0, 0, 0]);
     }
 

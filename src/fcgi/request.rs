@@ -151,8 +151,7 @@ impl Request {
 
     /// Sets a buffered body; sets CONTENT_LENGTH unless the caller did.
     pub fn set_body(&mut self, body: Vec<u8>) -> Result<&mut Request, ParamsError> {
-        self.params
-            .set_default(b"CONTENT_LENGTH", body.len().to_string().as_bytes())?;
+        self.params.set_default(b"CONTENT_LENGTH", body.len().to_string().as_bytes())?;
         self.body = Body::Buffer(body);
         Ok(self)
     }
@@ -170,8 +169,7 @@ impl Request {
 
     /// The FILTER role's DATA stream; sets FCGI_DATA_LENGTH unless the caller did.
     pub fn set_data(&mut self, data: Vec<u8>) -> Result<&mut Request, ParamsError> {
-        self.params
-            .set_default(b"FCGI_DATA_LENGTH", data.len().to_string().as_bytes())?;
+        self.params.set_default(b"FCGI_DATA_LENGTH", data.len().to_string().as_bytes())?;
         self.data = Some(data);
         Ok(self)
     }
@@ -211,9 +209,6 @@ impl Response {
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
-            .map(|(_, v)| &v[..])
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| &v[..])
     }
 }

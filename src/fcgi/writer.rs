@@ -7,8 +7,8 @@
 
 use super::nv;
 use super::proto::{
-    begin_request_body, end_request_body, padding_for, Header, ProtocolStatus, RecordType,
-    Role, FLAG_KEEP_CONN, MAX_CONTENT_LEN, MAX_PADDED_CONTENT, NULL_REQUEST_ID, VERSION_1,
+    begin_request_body, end_request_body, padding_for, Header, ProtocolStatus, RecordType, Role, FLAG_KEEP_CONN,
+    MAX_CONTENT_LEN, MAX_PADDED_CONTENT, NULL_REQUEST_ID, VERSION_1,
 };
 use std::fmt;
 
@@ -41,10 +41,7 @@ pub const MAX_PARAM_ENCODED_LEN: usize = MAX_PADDED_CONTENT;
 
 /// Checks that one pair can be sent; returns its encoded size.
 pub fn check_param(name: &[u8], value: &[u8]) -> Result<usize, ParamTooLarge> {
-    let too_large = |encoded_len| ParamTooLarge {
-        name_prefix: name[..name.len().min(64)].to_vec(),
-        encoded_len,
-    };
+    let too_large = |encoded_len| ParamTooLarge { name_prefix: name[..name.len().min(64)].to_vec(), encoded_len };
     match nv::encoded_len(name.len(), value.len()) {
         Ok(n) if n <= MAX_PARAM_ENCODED_LEN => Ok(n),
         Ok(n) => Err(too_large(Some(n))),
@@ -53,14 +50,8 @@ pub fn check_param(name: &[u8], value: &[u8]) -> Result<usize, ParamTooLarge> {
 }
 
 fn header(rtype: u8, id: u16, content_len: usize, padding: u8) -> [u8; 8] {
-    Header {
-        version: VERSION_1,
-        rtype,
-        request_id: id,
-        content_length: content_len as u16,
-        padding_length: padding,
-    }
-    .encode()
+    Header { version: VERSION_1, rtype, request_id: id, content_length: content_len as u16, padding_length: padding }
+        .encode()
 }
 
 /// Appends one record. Content of up to 0xFFF8 bytes is padded to 8; 0xFFF9..=0xFFFF bytes go
@@ -75,11 +66,7 @@ pub fn record(out: &mut Vec<u8>, rtype: RecordType, id: u16, content: &[u8]) {
 /// [`record`] with a raw type byte (for tests and peers that send undefined types).
 pub fn record_raw(out: &mut Vec<u8>, rtype: u8, id: u16, content: &[u8]) {
     assert!(content.len() <= MAX_CONTENT_LEN, "record content over 65535 bytes");
-    let padding = if content.len() <= MAX_PADDED_CONTENT {
-        padding_for(content.len())
-    } else {
-        0
-    };
+    let padding = if content.len() <= MAX_PADDED_CONTENT { padding_for(content.len()) } else { 0 };
     out.extend_from_slice(&header(rtype, id, content.len(), padding));
     out.extend_from_slice(content);
     out.resize(out.len() + padding as usize, 0);
@@ -112,12 +99,7 @@ pub fn abort_request(out: &mut Vec<u8>, id: u16) {
 
 /// Appends END_REQUEST (for peers and tests).
 pub fn end_request(out: &mut Vec<u8>, id: u16, app_status: u32, protocol_status: ProtocolStatus) {
-    record(
-        out,
-        RecordType::EndRequest,
-        id,
-        &end_request_body(app_status, protocol_status),
-    );
+    record(out, RecordType::EndRequest, id, &end_request_body(app_status, protocol_status));
 }
 
 /// Appends GET_VALUES asking for `names` (management record, id 0).
@@ -295,19 +277,8 @@ mod tests {
         // One byte more is an error, and nothing was appended.
         let value = vec![b'v'; MAX_PARAM_ENCODED_LEN - 8];
         let mut out = b"keep".to_vec();
-        let err = params(
-            &mut out,
-            1,
-            [(&b"A"[..], &b"1"[..]), (&b"NAME"[..], &value[..])],
-        )
-        .unwrap_err();
-        assert_eq!(
-            err,
-            ParamTooLarge {
-                name_prefix: b"NAME".to_vec(),
-                encoded_len: Some(MAX_PARAM_ENCODED_LEN + 1)
-            }
-        );
+        let err = params(&mut out, 1, [(&b"A"[..], &b"1"[..]), (&b"NAME"[..], &value[..])]).unwrap_err();
+        assert_eq!(err, ParamTooLarge { name_prefix: b"NAME".to_vec(), encoded_len: Some(MAX_PARAM_ENCODED_LEN + 1) });
         assert_eq!(out, b"keep");
         assert!(err.to_string().contains("65529 bytes"));
 

@@ -9,8 +9,8 @@ use super::status::*;
 use super::userdata::{heisen_free_fn, UserData};
 use crate::fcgi::params::{HeaderUse, ParamsError};
 use crate::fcgi::{
-    Balance, CgiHead, Client, ClientError, Config, End, Multiplex, Next, Outcome, Request, RequestHandle,
-    Response, ResponseHandler, Role, Stat, WriteStatus,
+    Balance, CgiHead, Client, ClientError, Config, End, Multiplex, Next, Outcome, Request, RequestHandle, Response,
+    ResponseHandler, Role, Stat, WriteStatus,
 };
 use std::cell::RefCell;
 use std::ffi::CString;
@@ -69,7 +69,10 @@ pub extern "C" fn heisen_fcgi_config_new(config_out: *mut *mut heisen_fcgi_confi
 /// Adds a backend: "unix:/path", "tcp:host:port", "tcp:[::1]:port", "/path" or "host:port"
 /// (host names are resolved now).
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_config_add_backend(config: *mut heisen_fcgi_config, address: *const c_char) -> heisen_status {
+pub extern "C" fn heisen_fcgi_config_add_backend(
+    config: *mut heisen_fcgi_config,
+    address: *const c_char,
+) -> heisen_status {
     ffi_guard! {
         let c = try_ref!(config);
         let a = try_str!(address);
@@ -227,7 +230,11 @@ pub extern "C" fn heisen_fcgi_client_free(client: *mut heisen_fcgi_client) {
 
 /// Reads a HEISEN_FCGI_STAT_* statistic.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_client_stat(client: *mut heisen_fcgi_client, which: i32, value_out: *mut u64) -> heisen_status {
+pub extern "C" fn heisen_fcgi_client_stat(
+    client: *mut heisen_fcgi_client,
+    which: i32,
+    value_out: *mut u64,
+) -> heisen_status {
     ffi_guard! {
         let c = try_ref!(client);
         let out = try_out!(value_out);
@@ -271,14 +278,17 @@ pub const HEISEN_FCGI_ROLE_FILTER: i32 = 3;
 
 /// The CGI header block arrived (not in raw mode). Return 0 to continue, 1 to pause delivery
 /// (resume with heisen_fcgi_request_resume).
-pub type heisen_fcgi_headers_cb = Option<unsafe extern "C" fn(req: *mut heisen_fcgi_request, http_status: i32, user_data: *mut c_void) -> i32>;
+pub type heisen_fcgi_headers_cb =
+    Option<unsafe extern "C" fn(req: *mut heisen_fcgi_request, http_status: i32, user_data: *mut c_void) -> i32>;
 /// Body or stderr bytes (never empty; valid during the call). Return 0 to continue, 1 to pause.
-pub type heisen_fcgi_data_cb =
-    Option<unsafe extern "C" fn(req: *mut heisen_fcgi_request, data: *const u8, len: usize, user_data: *mut c_void) -> i32>;
+pub type heisen_fcgi_data_cb = Option<
+    unsafe extern "C" fn(req: *mut heisen_fcgi_request, data: *const u8, len: usize, user_data: *mut c_void) -> i32,
+>;
 /// The request ended (exactly once, last). `outcome`: HEISEN_STATUS_OK for complete, else
 /// TRUNCATED, BAD_GATEWAY, TIMEOUT, OVERLOADED, CANT_MPX_CONN, UNKNOWN_ROLE or ABORTED.
 /// `req` is freed when this returns.
-pub type heisen_fcgi_end_cb = Option<unsafe extern "C" fn(req: *mut heisen_fcgi_request, outcome: heisen_status, user_data: *mut c_void)>;
+pub type heisen_fcgi_end_cb =
+    Option<unsafe extern "C" fn(req: *mut heisen_fcgi_request, outcome: heisen_status, user_data: *mut c_void)>;
 /// A streamed body may take more (after heisen_fcgi_request_write returned BUSY).
 pub type heisen_fcgi_drain_cb = Option<unsafe extern "C" fn(req: *mut heisen_fcgi_request, user_data: *mut c_void)>;
 
@@ -454,7 +464,11 @@ pub extern "C" fn heisen_fcgi_request_add_param(
 /// Adds parameters from an environ-style block "NAME=VALUE\0NAME=VALUE\0..." of `len` bytes.
 /// All or nothing.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_add_params_block(req: *mut heisen_fcgi_request, block: *const u8, len: usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_add_params_block(
+    req: *mut heisen_fcgi_request,
+    block: *const u8,
+    len: usize,
+) -> heisen_status {
     ffi_guard! {
         let blk = try_bytes!(block, len);
         try_builder!(req, |b| params_status(b.params_mut().add_block(blk)))
@@ -537,7 +551,11 @@ pub extern "C" fn heisen_fcgi_request_set_role(req: *mut heisen_fcgi_request, ro
 
 /// The request body (copied). Sets CONTENT_LENGTH unless it was set.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_set_body(req: *mut heisen_fcgi_request, data: *const u8, len: usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_set_body(
+    req: *mut heisen_fcgi_request,
+    data: *const u8,
+    len: usize,
+) -> heisen_status {
     ffi_guard! {
         let d = try_bytes!(data, len);
         try_builder!(req, |b| params_status(b.set_body(d.to_vec())))
@@ -546,7 +564,11 @@ pub extern "C" fn heisen_fcgi_request_set_body(req: *mut heisen_fcgi_request, da
 
 /// The FILTER role's DATA stream (copied). Sets FCGI_DATA_LENGTH unless it was set.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_set_data(req: *mut heisen_fcgi_request, data: *const u8, len: usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_set_data(
+    req: *mut heisen_fcgi_request,
+    data: *const u8,
+    len: usize,
+) -> heisen_status {
     ffi_guard! {
         let d = try_bytes!(data, len);
         try_builder!(req, |b| params_status(b.set_data(d.to_vec())))
@@ -578,7 +600,10 @@ pub extern "C" fn heisen_fcgi_request_set_raw(req: *mut heisen_fcgi_request, raw
 
 /// Whole-request timeout in ms including the queue wait (0 = none), overriding the client's.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_set_timeout(req: *mut heisen_fcgi_request, request_timeout_ms: u32) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_set_timeout(
+    req: *mut heisen_fcgi_request,
+    request_timeout_ms: u32,
+) -> heisen_status {
     ffi_guard! {
         try_builder!(req, |b| {
             b.set_timeout_ms(request_timeout_ms as u64);
@@ -621,7 +646,10 @@ fn header_at(head: &CgiHead, index: usize) -> Option<(&[u8], &[u8])> {
 
 /// Number of response headers (from on_headers until on_end returns).
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_header_count(req: *mut heisen_fcgi_request, count_out: *mut usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_header_count(
+    req: *mut heisen_fcgi_request,
+    count_out: *mut usize,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(req);
         let out = try_out!(count_out);
@@ -658,7 +686,10 @@ pub extern "C" fn heisen_fcgi_request_header(
 
 /// END_REQUEST's application status (0 if none arrived). In on_end.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_app_status(req: *mut heisen_fcgi_request, app_status_out: *mut u32) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_app_status(
+    req: *mut heisen_fcgi_request,
+    app_status_out: *mut u32,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(req);
         let out = try_out!(app_status_out);
@@ -672,7 +703,10 @@ pub extern "C" fn heisen_fcgi_request_app_status(req: *mut heisen_fcgi_request, 
 /// END_REQUEST's protocol status (0 complete, 1 cannot multiplex, 2 overloaded, 3 unknown
 /// role), or -1 when no END_REQUEST arrived. In on_end.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_protocol_status(req: *mut heisen_fcgi_request, protocol_status_out: *mut i32) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_protocol_status(
+    req: *mut heisen_fcgi_request,
+    protocol_status_out: *mut i32,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(req);
         let out = try_out!(protocol_status_out);
@@ -717,7 +751,10 @@ fn take_request(req: *mut heisen_fcgi_request) -> Result<Box<heisen_fcgi_request
 /// exactly once, never inside this call. Error: the callbacks are never called,
 /// user_data_free is called and the request is freed.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_send(client: *mut heisen_fcgi_client, req: *mut heisen_fcgi_request) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_send(
+    client: *mut heisen_fcgi_client,
+    req: *mut heisen_fcgi_request,
+) -> heisen_status {
     ffi_guard! {
         let boxed = match take_request(req) {
             Ok(b) => b,
@@ -743,7 +780,10 @@ pub extern "C" fn heisen_fcgi_request_send(client: *mut heisen_fcgi_client, req:
     }
 }
 
-fn with_handle(req: *mut heisen_fcgi_request, f: impl FnOnce(&RequestHandle) -> Result<heisen_status, ClientError>) -> heisen_status {
+fn with_handle(
+    req: *mut heisen_fcgi_request,
+    f: impl FnOnce(&RequestHandle) -> Result<heisen_status, ClientError>,
+) -> heisen_status {
     let r = try_ref!(req);
     let handle = r.st.borrow().handle.clone();
     match handle {
@@ -756,7 +796,11 @@ fn with_handle(req: *mut heisen_fcgi_request, f: impl FnOnce(&RequestHandle) -> 
 /// Pushes streamed body bytes (after send, with heisen_fcgi_request_set_streaming_body). OK, or
 /// BUSY when accepted but buffered above the high-water mark: wait for on_drain.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_request_write(req: *mut heisen_fcgi_request, data: *const u8, len: usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_request_write(
+    req: *mut heisen_fcgi_request,
+    data: *const u8,
+    len: usize,
+) -> heisen_status {
     ffi_guard! {
         let d = try_bytes!(data, len);
         with_handle(req, |h| {
@@ -847,7 +891,10 @@ pub extern "C" fn heisen_fcgi_response_outcome(r: *const heisen_fcgi_response, o
 
 /// HTTP status from the CGI headers (0 when none arrived, or in raw mode).
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_response_status(r: *const heisen_fcgi_response, http_status_out: *mut i32) -> heisen_status {
+pub extern "C" fn heisen_fcgi_response_status(
+    r: *const heisen_fcgi_response,
+    http_status_out: *mut i32,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(r);
         let out = try_out!(http_status_out);
@@ -857,7 +904,10 @@ pub extern "C" fn heisen_fcgi_response_status(r: *const heisen_fcgi_response, ht
 
 /// END_REQUEST's application status (0 when none arrived).
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_response_app_status(r: *const heisen_fcgi_response, app_status_out: *mut u32) -> heisen_status {
+pub extern "C" fn heisen_fcgi_response_app_status(
+    r: *const heisen_fcgi_response,
+    app_status_out: *mut u32,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(r);
         let out = try_out!(app_status_out);
@@ -867,7 +917,10 @@ pub extern "C" fn heisen_fcgi_response_app_status(r: *const heisen_fcgi_response
 
 /// Number of response headers.
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_response_header_count(r: *const heisen_fcgi_response, count_out: *mut usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_response_header_count(
+    r: *const heisen_fcgi_response,
+    count_out: *mut usize,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(r);
         let out = try_out!(count_out);
@@ -898,7 +951,11 @@ pub extern "C" fn heisen_fcgi_response_header(
 
 /// The response body (valid until the response is freed; not NUL-terminated).
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_response_body(r: *const heisen_fcgi_response, data_out: *mut *const u8, len_out: *mut usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_response_body(
+    r: *const heisen_fcgi_response,
+    data_out: *mut *const u8,
+    len_out: *mut usize,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(r);
         let (d, l) = (try_out!(data_out), try_out!(len_out));
@@ -909,7 +966,11 @@ pub extern "C" fn heisen_fcgi_response_body(r: *const heisen_fcgi_response, data
 
 /// The STDERR stream (valid until the response is freed; not NUL-terminated; untrusted).
 #[no_mangle]
-pub extern "C" fn heisen_fcgi_response_stderr(r: *const heisen_fcgi_response, data_out: *mut *const u8, len_out: *mut usize) -> heisen_status {
+pub extern "C" fn heisen_fcgi_response_stderr(
+    r: *const heisen_fcgi_response,
+    data_out: *mut *const u8,
+    len_out: *mut usize,
+) -> heisen_status {
     ffi_guard! {
         let r = try_ref!(r);
         let (d, l) = (try_out!(data_out), try_out!(len_out));
@@ -946,7 +1007,8 @@ pub extern "C" fn heisen_fcgi_response_free(r: *mut heisen_fcgi_response) {
 /// The answer to heisen_fcgi_client_get_values: `values` is "NAME=VALUE\n" per variable the
 /// backend answered (status OK), or "" (status BAD_GATEWAY, TIMEOUT or ABORTED). Valid during
 /// the call.
-pub type heisen_fcgi_values_cb = Option<unsafe extern "C" fn(status: heisen_status, values: *const c_char, user_data: *mut c_void)>;
+pub type heisen_fcgi_values_cb =
+    Option<unsafe extern "C" fn(status: heisen_status, values: *const c_char, user_data: *mut c_void)>;
 
 /// Asks backend `backend_index` (config order) for FCGI_MAX_CONNS, FCGI_MAX_REQS and
 /// FCGI_MPXS_CONNS on a connection of its own. `cb` runs once, never inside this call.

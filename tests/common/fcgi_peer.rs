@@ -252,29 +252,25 @@ impl Peer {
         let script = Arc::new(script);
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
-        let (addr, wake, dir, accept): (String, Wake, Option<TempDir>, Box<dyn FnMut() -> io::Result<Sock> + Send>) = match t {
-            Transport::Unix => {
-                let dir = TempDir::new("peer");
-                let path = dir.0.join("peer.sock");
-                let l = UnixListener::bind(&path).expect("bind unix");
-                (
-                    format!("unix:{}", path.display()),
-                    Wake::Unix(path),
-                    Some(dir),
-                    Box::new(move || l.accept().map(|(s, _)| Sock::Unix(s))),
-                )
-            }
-            Transport::Tcp => {
-                let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-                let a = l.local_addr().unwrap();
-                (
-                    format!("tcp:{a}"),
-                    Wake::Tcp(a),
-                    None,
-                    Box::new(move || l.accept().map(|(s, _)| Sock::Tcp(s))),
-                )
-            }
-        };
+        let (addr, wake, dir, accept): (String, Wake, Option<TempDir>, Box<dyn FnMut() -> io::Result<Sock> + Send>) =
+            match t {
+                Transport::Unix => {
+                    let dir = TempDir::new("peer");
+                    let path = dir.0.join("peer.sock");
+                    let l = UnixListener::bind(&path).expect("bind unix");
+                    (
+                        format!("unix:{}", path.display()),
+                        Wake::Unix(path),
+                        Some(dir),
+                        Box::new(move || l.accept().map(|(s, _)| Sock::Unix(s))),
+                    )
+                }
+                Transport::Tcp => {
+                    let l = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+                    let a = l.local_addr().unwrap();
+                    (format!("tcp:{a}"), Wake::Tcp(a), None, Box::new(move || l.accept().map(|(s, _)| Sock::Tcp(s))))
+                }
+            };
         let (stop2, acc2) = (stop.clone(), accepted.clone());
         let mut accept = accept;
         let thread = thread::Builder::new()
@@ -295,14 +291,7 @@ impl Peer {
                     .expect("peer connection thread");
             })
             .expect("peer thread");
-        Peer {
-            addr,
-            stop,
-            accepted,
-            wake,
-            thread: Some(thread),
-            _dir: dir,
-        }
+        Peer { addr, stop, accepted, wake, thread: Some(thread), _dir: dir }
     }
 
     pub fn accepted(&self) -> usize {
@@ -480,9 +469,7 @@ pub fn run_many(
 /// A request with N=<i> and the usual CGI parameters.
 pub fn numbered(i: usize) -> Request {
     let mut r = Request::new();
-    r.params_mut()
-        .set_cgi("GET", &format!("/t?n={i}"), "HTTP/1.1", "/srv", "/t", None)
-        .unwrap();
+    r.params_mut().set_cgi("GET", &format!("/t?n={i}"), "HTTP/1.1", "/srv", "/t", None).unwrap();
     r.param(b"N", i.to_string().as_bytes()).unwrap();
     r
 }

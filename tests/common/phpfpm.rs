@@ -62,7 +62,11 @@ impl PhpFpm {
     pub fn start(opts: Options) -> PhpFpm {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!("heisen-fpm-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let dir = std::env::temp_dir().join(format!(
+            "heisen-fpm-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/php"), &dir.join("www")).unwrap();
@@ -92,7 +96,8 @@ impl PhpFpm {
         if root {
             cmd.arg("-R");
         }
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn php-fpm");
+        let child =
+            cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn php-fpm");
         let fpm = PhpFpm { dir, addr, workers: opts.workers, child };
         fpm.wait_ready();
         fpm
