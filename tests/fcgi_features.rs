@@ -561,3 +561,83 @@ fn dropping_the_client_ends_requests() {
     }
     assert_eq!(results.borrow()[0].outcome(), Outcome::Aborted);
 }
+
+/// A TCP listener whose accept queue is full: further connects hang (SYNs are dropped).
+fn black_hole() -> (std::net::TcpListener, Vec<std::net::TcpStream>, String) {
+    use std::os::fd::AsRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // SAFETY: listen(2) on a socket this test owns.
+    assert_eq!(unsafe { libc::listen(l.as_raw_fd(), 0) }, 0);
+    let addr = l.local_addr().unwrap();
+    let mut fill = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+            fill.push(s);
+        }
+    }
+    (l, fill, format!("tcp:{addr}"))
+}
+
+/// Connect timeouts end as Timeout, or fail over to the next backend.
+#[test]
+fn connect_timeout_and_failover() {
+    let (_l, _fill, hole) = black_hole();
+    let reactor = Reactor::new().unwrap();
+    let c = client(&reactor, &[&hole], |cfg| cfg.connect_timeout_ms = 200);
+    let t0 = std::time::Instant::now();
+    let r = c.fetch(numbered(0)).unwrap();
+    assert_eq!(r.outcome(), Outcome::Timeout, "{}", r.reason);
+    assert!(r.reason.contains("timed out"), "{}", r.reason);
+    assert!(t0.elapsed() >= Duration::from_millis(180));
+
+    let good = fault_free_peer();
+    let c = client(&reactor, &[&hole, &good.addr], |cfg| cfg.connect_timeout_ms = 200);
+    let results = run_many(&reactor, &c, 10, 2, numbered);
+    for (i, r) in results.iter().enumerate() {
+        assert_good(i, r);
+    }
+    assert!(c.stat(Stat::Failovers) >= 1);
+}
+
+/// END_REQUEST with CANT_MPX_CONN turns multiplexing off for that backend.
+#[test]
+fn cant_mpx_conn_stops_multiplexing() {
+    let max_id = Arc::new(AtomicUsize::new(0));
+    let m2 = max_id.clone();
+    let p = Peer::start(Transport::Unix, move |mut c| {
+        let mut open: Vec<(u16, String)> = Vec::new();
+        loop {
+            let Ok(Some(Incoming::Request(req))) = c.read_incoming(true) else { return };
+            m2.fetch_max(req.id as usize, Ordering::SeqCst);
+            let mut out = Vec::new();
+            if req.id != 1 {
+                writer::end_request(&mut out, req.id, 0, ProtocolStatus::CantMpxConn);
+            } else {
+                open.push((req.id, req.param_str("N")));
+                thread::sleep(Duration::from_millis(20)); // let a second request arrive
+                for (id, n) in open.drain(..) {
+                    out.extend(response(id, &good_stdout(&n), 0, ProtocolStatus::RequestComplete));
+                }
+            }
+            if c.write_all(&out).is_err() {
+                return;
+            }
+        }
+    });
+    let reactor = Reactor::new().unwrap();
+    let c = client(&reactor, &[&p.addr], |cfg| {
+        cfg.multiplex = Multiplex::On;
+        cfg.max_conns = 4;
+    });
+    let results = run_many(&reactor, &c, 2, 2, numbered);
+    let t = tally(&results);
+    assert_eq!(t.get(&Outcome::CantMpxConn), Some(&1), "{t:?}");
+    assert_eq!(t.get(&Outcome::Complete), Some(&1), "{t:?}");
+    // From now on one request per connection: every request completes.
+    max_id.store(0, Ordering::SeqCst);
+    let results = run_many(&reactor, &c, 20, 4, numbered);
+    for (i, r) in results.iter().enumerate() {
+        assert_good(i, r);
+    }
+    assert_eq!(max_id.load(Ordering::SeqCst), 1);
+}
