@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # tests/programs/run.sh -- the tests of the C programs (called by `make test`).
 #
-#   tests/programs/run.sh [--valgrind] [unittest args...]
+#   tests/programs/run.sh [--no-valgrind] [unittest args...]
 #
 # 1. build/bin/heisen-http-parse-test   the HTTP parser's unit test
 # 2. test_fcgi_tool.py, test_httpd.py   heisen-fcgi, heisen-story and heisen-httpd over real
 #                                       sockets, with php-fpm (scripts/php-fpm.sh) and the
 #                                       scripted peers (tests/harness/fcgi_peer.py)
-# 3. with --valgrind (or HEISEN_VALGRIND=1): tests/programs/valgrind.sh
+# 3. tests/programs/valgrind.sh: one short session of each program under valgrind (about a
+#    minute; skipped with --no-valgrind or HEISEN_VALGRIND=0)
 #
 # Missing binaries are a failure (build them with `make`), unless HEISEN_PROGRAMS_ALLOW_MISSING=1.
 set -u
@@ -17,7 +18,8 @@ cd "$ROOT" || exit 1
 PY="${PYTHON:-python3}"
 BIN="${HEISEN_BIN:-$ROOT/build/bin}"
 
-want_valgrind="${HEISEN_VALGRIND:-0}"
+want_valgrind="${HEISEN_VALGRIND:-1}"
+if [ "${1:-}" = "--no-valgrind" ]; then want_valgrind=0; shift; fi
 if [ "${1:-}" = "--valgrind" ]; then want_valgrind=1; shift; fi
 
 missing=0

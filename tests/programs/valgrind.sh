@@ -73,27 +73,33 @@ check "heisen-fcgi -t 0.5 (timeout: exit 124)" 124 $? "$T/fcgi5.vg"
 "${VG[@]}" --log-file="$T/fcgi6.vg" "$BIN/heisen-fcgi" --status "$FPM" >"$T/fcgi6.out" 2>&1
 check "heisen-fcgi --status" 0 $? "$T/fcgi6.vg"
 
-# --- heisen-httpd: a varied session, then SIGTERM ---
-"${VG[@]}" --log-file="$T/httpd.vg" "$BIN/heisen-httpd" -bind 127.0.0.1:0 -sandbox "$WWW" \
-    -fastcgi .php "$FPM" -fastcgi .down "unix:$T/nobody.sock" -cpu 2 -foreground -accesslog "$T/access.log" \
-    >"$T/httpd.out" 2>"$T/httpd.err" &
-HPID=$!
-PORT=""
-for _ in $(seq 1 600); do
-    PORT=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\),.*/\1/p' "$T/httpd.err" | head -n1)
-    [ -n "$PORT" ] && break
-    kill -0 "$HPID" 2>/dev/null || break
-    sleep 0.1
-done
-if [ -z "$PORT" ]; then
-    echo "valgrind.sh: FAIL heisen-httpd did not start under valgrind"; cat "$T/httpd.err"; FAILED=1
-else
-    (cd "$HERE" && "$PY" drive_httpd.py "$PORT") || { echo "valgrind.sh: the HTTP session had wrong answers"; FAILED=1; }
+# --- heisen-httpd: a varied session, then SIGTERM (FastCGI keep-alive off, then on) ---
+httpd_session() {   # NAME EXTRA_ARGS...
+    local name="$1"; shift
+    : > "$T/httpd.err"
+    "${VG[@]}" --log-file="$T/httpd-$name.vg" "$BIN/heisen-httpd" -bind 127.0.0.1:0 -sandbox "$WWW" \
+        -fastcgi .php "$FPM" -fastcgi .down "unix:$T/nobody.sock" -cpu 2 -foreground -accesslog "$T/access.log" \
+        "$@" >"$T/httpd.out" 2>"$T/httpd.err" &
+    HPID=$!
+    local port="" rc
+    for _ in $(seq 1 600); do
+        port=$(sed -n 's/.*listening on [^ ]*:\([0-9][0-9]*\),.*/\1/p' "$T/httpd.err" | head -n1)
+        [ -n "$port" ] && break
+        kill -0 "$HPID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [ -z "$port" ]; then
+        echo "valgrind.sh: FAIL heisen-httpd ($name) did not start under valgrind"; cat "$T/httpd.err"; FAILED=1
+        return
+    fi
+    (cd "$HERE" && "$PY" drive_httpd.py "$port") || { echo "valgrind.sh: the HTTP session ($name) had wrong answers"; FAILED=1; }
     kill -TERM "$HPID"
     wait "$HPID"; rc=$?
     HPID=""
-    check "heisen-httpd session + SIGTERM" 0 "$rc" "$T/httpd.vg"
-fi
+    check "heisen-httpd session + SIGTERM ($name)" 0 "$rc" "$T/httpd-$name.vg"
+}
+httpd_session "fastcgi keep-alive auto"
+httpd_session "fastcgi keep-alive on" -fastcgi-keepalive 1 -fastcgi-conns 1
 
 echo "valgrind.sh: $N runs, $([ $FAILED = 0 ] && echo 'all clean' || echo 'FAILURES')"
 exit $FAILED
