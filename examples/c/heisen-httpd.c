@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -67,6 +68,7 @@ static struct options {
     int cpu;
     int foreground;
     const char *accesslog;
+    const char *pidfile;
     uint32_t header_timeout_ms;         /* whole request head must arrive within this */
     uint32_t keepalive_timeout_ms;      /* idle between requests */
     uint32_t io_timeout_ms;             /* idle while reading a body or while a client does not read */
@@ -94,6 +96,7 @@ static void usage(FILE *f)
         "  -cpu N                       worker threads, each with its own reactor (default 1, 0 = all)\n"
         "  -foreground                  do not detach from the terminal\n"
         "  -accesslog FILE|-|off        one line per request (default - = stdout)\n"
+        "  -pidfile FILE                write the server's pid there once it listens\n"
         "  -header-timeout MS           time to receive a request head (default 10000)\n"
         "  -keepalive-timeout MS        idle time between requests (default 15000)\n"
         "  -io-timeout MS               idle time reading a body / writing to a slow client (default 30000)\n"
@@ -205,6 +208,9 @@ static int parse_options(int argc, char **argv)
         } else if (!strcmp(a, "-accesslog")) {
             NEED_VALUE();
             opt.accesslog = val;
+        } else if (!strcmp(a, "-pidfile")) {
+            NEED_VALUE();
+            opt.pidfile = val;
         } else if (!strcmp(a, "-header-timeout")) {
             NUM_VALUE(opt.header_timeout_ms, UINT32_MAX);
         } else if (!strcmp(a, "-keepalive-timeout")) {
@@ -1947,6 +1953,11 @@ int main(int argc, char **argv)
         setvbuf(g_log, NULL, _IOLBF, 0);
 
     signal(SIGPIPE, SIG_IGN);
+    struct rlimit rl;                   /* one descriptor per connection: take what we may */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
     if (!opt.foreground) {
         /* detach; the parent waits until the server listens (or failed) to report it */
         if (pipe(ready_pipe) != 0) {
@@ -2030,6 +2041,15 @@ int main(int argc, char **argv)
                 fprintf(stderr, SERVER_NAME ": *%s -> %s\n", opt.routes[k].ext, opt.routes[k].backends[b]);
             fprintf(stderr, SERVER_NAME ": *%s: %s\n", opt.routes[k].ext, why[k]);
         }
+        if (opt.pidfile) {
+            FILE *pf = fopen(opt.pidfile, "w");
+            if (pf) {
+                fprintf(pf, "%ld\n", (long)getpid());
+                fclose(pf);
+            } else {
+                fprintf(stderr, SERVER_NAME ": -pidfile %s: %s\n", opt.pidfile, strerror(errno));
+            }
+        }
         if (ready_pipe[1] >= 0) {
             char ok = 1;
             if (write(ready_pipe[1], &ok, 1) != 1) {
@@ -2053,6 +2073,8 @@ int main(int argc, char **argv)
     }
     if (ready_pipe[1] >= 0)
         close(ready_pipe[1]);
+    if (opt.pidfile && !failed)
+        unlink(opt.pidfile);
     for (int i = 0; i < opt.nindex; i++)
         free(opt.index[i]);
     if (g_log && g_log != stdout)
