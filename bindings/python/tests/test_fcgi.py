@@ -451,6 +451,24 @@ class Lifecycle(unittest.TestCase):
         with self.assertRaises(heisen.ClosedError):
             client.request(script=os.path.join(str(www), "hello.php"))
 
+    def test_client_used_in_a_forked_child(self) -> None:
+        p = peer("ok")
+        self.addCleanup(p.stop)
+        with heisen.FastCGIClient(p.address) as client:
+            self.assertEqual(client.request({"SCRIPT_FILENAME": "/x"}).body, b"hello\n")
+            pid = os.fork()
+            if pid == 0:  # the child gets pools of its own; the parent's are left alone
+                code = 1
+                try:
+                    r = client.request({"SCRIPT_FILENAME": "/x"})
+                    code = 0 if r.body == b"hello\n" and client.stats().requests == 1 else 2
+                finally:
+                    os._exit(code)
+            _, status = os.waitpid(pid, 0)
+            self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+            self.assertEqual(client.request({"SCRIPT_FILENAME": "/x"}).body, b"hello\n")
+            self.assertEqual(client.stats().requests, 2)
+
     def test_thread_exit_frees_its_pool(self) -> None:
         p = peer("ok")
         self.addCleanup(p.stop)
