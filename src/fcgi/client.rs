@@ -46,6 +46,11 @@ const STDIN_HIGH_WATER: usize = 64 * 1024;
 const DOWN_MS: u64 = 1000;
 /// Requests per multiplexed connection when the backend did not say (FCGI_MAX_REQS).
 const DEFAULT_MPX_REQS: usize = 64;
+/// A request on a fresh connection with no response byte for this long, while a later one
+/// finished, is taken as waiting in the backend's accept queue (see `starving`).
+const STARVE_MS: u64 = 100;
+/// How long a connection cap learned from starvation holds.
+const SOFT_CAP_MS: u64 = 30_000;
 
 /// Errors of client and request methods.
 #[derive(Debug, Clone, Copy, Eq, PartialEq)]
@@ -186,6 +191,8 @@ struct Req {
     last_send: u64,
     last_queued: usize,
     enqueued: Instant,
+    /// When it was put on its current connection (ms).
+    attached_at: u64,
 }
 
 impl Req {
@@ -216,6 +223,8 @@ struct Backend {
     mpx_reqs: usize,
     probe: Probe,
     down_until: u64,
+    /// Connections the backend really serves at once, learned from starvation, until when.
+    soft_cap: Option<(usize, u64)>,
 }
 
 struct Mgmt {
@@ -311,13 +320,36 @@ impl State {
         self.backends.iter().map(|b| BackendView { active: b.active, down: b.down_until > now }).collect()
     }
 
-    fn backend_cap(&self, b: usize) -> usize {
+    fn backend_cap(&self, b: usize, now: u64) -> usize {
         let be = &self.backends[b];
-        let cap = match be.max_conns {
+        let mut cap = match be.max_conns {
             Some(m) => self.cfg.max_conns.min(m),
             None => self.cfg.max_conns,
         };
+        if let Some((soft, until)) = be.soft_cap {
+            if until > now {
+                cap = cap.min(soft);
+            }
+        }
         cap.max(1)
+    }
+
+    /// Requests of backend `b` (other than on `done`) that went out on a fresh connection no
+    /// earlier than `before`, have waited `STARVE_MS` without a byte, and so are most likely
+    /// still in the backend's accept queue: a process-per-connection backend (php-fpm) keeps
+    /// each worker on its kept connection, so more pooled connections than workers leave the
+    /// rest unserved until a connection closes.
+    fn starving(&self, b: usize, done: ConnId, before: u64, now: u64) -> usize {
+        self.backends[b]
+            .conns
+            .iter()
+            .filter(|&&c| c != done)
+            .filter_map(|c| self.conns.get(c))
+            .filter(|c| c.connected && !c.mpx)
+            .flat_map(|c| c.ids.values().flatten())
+            .filter_map(|rid| self.reqs.get(rid))
+            .filter(|q| !q.reused_conn && !q.got_any && q.attached_at <= before && now >= q.attached_at + STARVE_MS)
+            .count()
     }
 
     fn data_conns(&self) -> usize {
@@ -407,7 +439,7 @@ impl State {
                     return true;
                 }
             }
-            let cap = self.backend_cap(b);
+            let cap = self.backend_cap(b, now);
             if fresh_only && self.backends[b].conns.len() >= cap {
                 // Make room by retiring an idle connection.
                 if let Some(&old) = self.backends[b].idle.first() {
@@ -515,6 +547,7 @@ impl State {
         self.stats.max(Stat::QueueWaitUsMax, waited);
         req.phase = Phase::OnConn(cid, id);
         req.reused_conn = reused;
+        req.attached_at = now;
         req.last_send = now;
         req.last_recv = now;
         req.last_queued = 0;
@@ -764,7 +797,15 @@ impl State {
 
     /// A request's END_REQUEST arrived (or it was otherwise done with its connection): pool
     /// the connection, keep it (multiplexed), or close it.
-    fn conn_request_done(&mut self, r: &Reactor, me: &Weak<Inner>, cid: ConnId, evs: &mut Vec<Ev>) {
+    fn conn_request_done(
+        &mut self,
+        r: &Reactor,
+        me: &Weak<Inner>,
+        cid: ConnId,
+        started: Option<u64>,
+        evs: &mut Vec<Ev>,
+    ) {
+        let now = r.now_ms();
         let max_reqs = self.cfg.max_requests_per_conn;
         let keep = self.cfg.keep_alive && !self.closed;
         let Some(conn) = self.conns.get_mut(&cid) else { return };
@@ -781,11 +822,22 @@ impl State {
             && conn.stream.is_open()
             && conn.stream.queued() == 0
             && (max_reqs == 0 || conn.served < max_reqs);
-        if !reusable {
+        let b = conn.backend;
+        let starving = match started {
+            Some(t) if reusable => self.starving(b, cid, t, now),
+            _ => 0,
+        };
+        if starving > 0 {
+            // Close this one instead of pooling it: its worker goes back to accepting.
+            let serving = self.backends[b].conns.len().saturating_sub(starving).max(1);
+            self.backends[b].soft_cap = Some((serving, now + SOFT_CAP_MS));
+        }
+        if !reusable || starving > 0 || self.backends[b].conns.len() > self.backend_cap(b, now) {
             self.drop_conn(r, cid);
             self.schedule(r, me, evs);
             return;
         }
+        let conn = self.conns.get_mut(&cid).expect("live");
         // Pool it on the next iteration, not now: a close that arrived together with this
         // response is read first, so the connection is dropped instead of carrying the next
         // request into a retry.
@@ -1195,13 +1247,14 @@ impl Inner {
                 let Some(rid) = slot else {
                     // A request given up earlier finished: its id is free again.
                     conn.ids.remove(&id);
-                    st.conn_request_done(r, &self.me, cid, evs);
+                    st.conn_request_done(r, &self.me, cid, None, evs);
                     out.stop = !st.conns.contains_key(&cid);
                     return out;
                 };
                 let b = conn.backend;
                 let req = st.reqs.get_mut(&rid).expect("request of a live id");
                 req.got_any = true;
+                let started = req.attached_at;
                 // The connection can be reused only if the backend read all we sent.
                 let stdin_open = matches!(req.body, Body::Streaming) && !req.stdin_done;
                 if stdin_open {
@@ -1231,7 +1284,7 @@ impl Inner {
                     st.conns.get_mut(&cid).expect("live").reusable = false;
                 }
                 st.finish(r, rid, e, evs);
-                st.conn_request_done(r, &self.me, cid, evs);
+                st.conn_request_done(r, &self.me, cid, Some(started), evs);
                 out.stop = !st.conns.contains_key(&cid);
             }
             Frame::GetValuesResult { pairs } => {
@@ -1467,6 +1520,7 @@ impl Client {
                 mpx_reqs: DEFAULT_MPX_REQS,
                 probe: if probe { Probe::NotStarted } else { Probe::Unneeded },
                 down_until: 0,
+                soft_cap: None,
             })
             .collect();
         let inner = Rc::new_cyclic(|me| Inner {
@@ -1549,6 +1603,7 @@ impl Client {
                     last_send: now,
                     last_queued: 0,
                     enqueued: Instant::now(),
+                    attached_at: now,
                 },
             );
             st.stats.add(Stat::Requests, 1);
