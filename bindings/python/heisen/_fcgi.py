@@ -174,6 +174,8 @@ class Stats:
 
 
 _MAX_FIELDS = frozenset({"peak_conns", "queue_wait_us_max"})
+# how stale stats() may show a pool that is busy in another thread (seconds)
+_SNAPSHOT_INTERVAL = 0.05
 # current values: a freed pool has none
 _GAUGES = frozenset({"queue_length", "in_flight", "conns_open"})
 
@@ -217,6 +219,7 @@ class _Slot:
         self.client_freed = False
         self.doomed = False  # close() asked while busy: the user frees it when done
         self.snapshot: dict[str, int] = {}
+        self.snapshot_time = -1e9
 
     @property
     def dead(self) -> bool:
@@ -523,7 +526,10 @@ class FastCGIClient:
             slot.free()
             self._forget(slot)
             return
-        slot.snapshot = slot.read_stats()
+        now = time.monotonic()
+        if now - slot.snapshot_time >= _SNAPSHOT_INTERVAL:  # 20 C calls: not every request
+            slot.snapshot = slot.read_stats()
+            slot.snapshot_time = now
 
     # ---- requests --------------------------------------------------------------------------
     @staticmethod
@@ -736,8 +742,9 @@ class FastCGIClient:
 
     # ---- statistics and life cycle ---------------------------------------------------------
     def stats(self) -> Stats:
-        """Statistics added up over every thread's pool (live for idle pools, as of the end of
-        the last request for pools busy right now)."""
+        """Statistics added up over every thread's pool: live for the pools idle right now, and
+        as of the end of a recent request (at most ~50 ms old) for pools busy in other threads;
+        the pools of ended threads count with their final values."""
         if self._closed:
             raise ClosedError("the FastCGI client is closed", _lib.STATUS_CLOSED)
         with self._lock:
