@@ -447,8 +447,15 @@ impl State {
                 }
             }
             if self.backends[b].conns.len() < cap {
-                let Some(cid) = self.open_conn(r, me, b) else { continue };
-                self.attach(r, rid, cid, false, evs);
+                match self.open_conn(r, me, b) {
+                    Ok(cid) => self.attach(r, rid, cid, false, evs),
+                    Err(e) => {
+                        // No socket at all (descriptors exhausted, reactor closed): nothing
+                        // would wake a waiting request, so it ends now.
+                        let why = format!("cannot connect to {}: {e}", self.backends[b].label);
+                        self.finish(r, rid, end(Outcome::BadGateway, why), evs);
+                    }
+                }
                 return true;
             }
         }
@@ -496,8 +503,8 @@ impl State {
     }
 
     /// A new pooled connection to backend `b`.
-    fn open_conn(&mut self, r: &Reactor, me: &Weak<Inner>, b: usize) -> Option<ConnId> {
-        let cid = self.connect(r, me, b).ok()?;
+    fn open_conn(&mut self, r: &Reactor, me: &Weak<Inner>, b: usize) -> io::Result<ConnId> {
+        let cid = self.connect(r, me, b)?;
         let conn = self.conns.get_mut(&cid).expect("just added");
         conn.mpx = self.backends[b].mpx;
         conn.reusable = true;
@@ -505,7 +512,7 @@ impl State {
         self.stats.add(Stat::ConnsOpened, 1);
         let open = self.data_conns() as u64;
         self.stats.max(Stat::PeakConns, open);
-        Some(cid)
+        Ok(cid)
     }
 
     /// Puts request `rid` (the queue's head) on connection `cid` and writes it.
