@@ -20,7 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 static int passed, failed, xfailed, strict;
@@ -447,6 +451,76 @@ static int test_lying_reader_gets_all_before_hup(void)
     return 1;
 }
 
+
+/* ------------------------------------------------------------------------------------------
+ * F5: a listener that paused on EMFILE never resumes on its own. The header: "On EMFILE/ENFILE
+ * the listener pauses accepting and retries every 100 ms". The retry re-enables read interest,
+ * but the accept callback had reported "drained", so nothing re-delivers the connections that
+ * wait in the backlog (edge-triggered: no new edge comes until another client connects). */
+static int f5_accepted;
+static int f5_fds[64];
+static void f5_accept(heisen_listener *l, int fd, void *ud)
+{
+    (void)l, (void)ud;
+    if (f5_accepted < 64)
+        f5_fds[f5_accepted] = fd;
+    else
+        close(fd);
+    f5_accepted++;
+}
+
+static int test_listener_resumes_after_emfile(void)
+{
+    heisen_reactor *r;
+    heisen_listener *l;
+    uint16_t port = 0;
+    enum { N = 12 };
+    int clients[N];
+    struct rlimit old, low;
+    f5_accepted = 0;
+    CHECK(heisen_reactor_new(&r) == HEISEN_STATUS_OK, "reactor_new");
+    CHECK(heisen_listener_new(r, "tcp:127.0.0.1:0", 64, 0, f5_accept, NULL, NULL, &l) == HEISEN_STATUS_OK, "listener_new");
+    CHECK(heisen_listener_port(l, &port) == HEISEN_STATUS_OK, "port");
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < N; i++) {
+        clients[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(clients[i] >= 0 && connect(clients[i], (struct sockaddr *)&sa, sizeof sa) == 0, "connect %d", i);
+    }
+    /* leave room for 3 accepted connections, then EMFILE */
+    int top = dup(0);
+    close(top);
+    getrlimit(RLIMIT_NOFILE, &old);
+    low = old;
+    low.rlim_cur = (rlim_t)top + 3;
+    setrlimit(RLIMIT_NOFILE, &low);
+    for (int i = 0; i < 20; i++)
+        heisen_reactor_run(r, HEISEN_RUN_NOWAIT);
+    int first = f5_accepted;
+    setrlimit(RLIMIT_NOFILE, &old);                 /* descriptors are there again */
+    for (int i = 0; i < f5_accepted && i < 64; i++)
+        close(f5_fds[i]);
+    /* the retry fires after 100 ms: give it 600 ms, no new client arrives */
+    for (int i = 0; i < 60 && f5_accepted < N; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        heisen_reactor_run(r, HEISEN_RUN_NOWAIT);
+    }
+    int total = f5_accepted;
+    for (int i = first; i < total && i < 64; i++)
+        close(f5_fds[i]);
+    for (int i = 0; i < N; i++)
+        close(clients[i]);
+    heisen_listener_free(l);
+    heisen_reactor_free(r);
+    CHECK(first > 0 && first < N, "the limit did not bite (%d of %d accepted at first)", first, N);
+    CHECK(total == N, "accepted %d of %d: the listener did not resume after EMFILE (%d before)", total, N, first);
+    return 1;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -460,6 +534,7 @@ int main(void)
     report("reactor free in a watch callback: its own post does not run", "F2", test_post_from_watch_after_free());
     report("reactor free closes streams and releases their user_data", "F1", test_reactor_free_closes_streams());
     report("stream write after HEISEN_STREAM_ERROR answers CLOSED", "F4", test_write_after_error());
+    report("listener resumes accepting after EMFILE", "F5", test_listener_resumes_after_emfile());
     report("watch with interest 0: half-close waits, data then one HUP", NULL, test_backpressure_watch());
     report("watch: a reader that lies still gets every byte before HUP", NULL, test_lying_reader_gets_all_before_hup());
     printf("%d passed, %d failed\n", passed + xfailed * 0, failed);

@@ -31,3 +31,18 @@ def need_httpd(test_cls):
     import unittest
     if not os.path.exists(common.HTTPD):
         raise unittest.SkipTest("%s is not built (make)" % os.path.relpath(common.HTTPD, ROOT))
+
+
+def known_finding(name):
+    """Marks a test of an open finding (SECURITY.md "Findings") as an expected failure, unless
+    HARDENING_STRICT=1. When it passes, unittest reports an "unexpected success": the finding is
+    fixed, remove the mark."""
+    import unittest
+
+    def deco(f):
+        if os.environ.get("HARDENING_STRICT") == "1":
+            return f
+        f = unittest.expectedFailure(f)
+        f.__doc__ = "[open finding %s] %s" % (name, f.__doc__ or "")
+        return f
+    return deco
