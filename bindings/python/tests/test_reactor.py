@@ -458,6 +458,48 @@ class Interrupts(Base):
         self.assertEqual(signal.set_wakeup_fd(-1), -1)
 
 
+class EchoExample(Base):
+    """examples/echo_server.py: many clients that send and hang up at once get every byte."""
+
+    def test_echo_server_example(self) -> None:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "echo_server", _support.PKG_ROOT / "examples" / "echo_server.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(listener.close)
+        port = listener.getsockname()[1]
+        results: dict[int, bytes] = {}
+
+        def client(i: int) -> None:
+            payload = (b"%d:" % i) * 5000
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(payload)
+                s.shutdown(socket.SHUT_WR)  # data and hang-up back to back
+                got = b""
+                while chunk := s.recv(65536):
+                    got += chunk
+            results[i] = got if got == payload else b"MISMATCH %d" % len(got)
+            if len(results) == 20:
+                self.r.post(self.r.stop)
+
+        self.r.close()
+        self.r = heisen.Reactor(threadsafe=True)  # post(stop) from the client threads
+        mod.serve(self.r, listener)
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for th in threads:
+            th.start()
+        self.r.run()
+        for th in threads:
+            th.join()
+        self.assertEqual(sorted(results), list(range(20)))
+        self.assertTrue(all(not v.startswith(b"MISMATCH") for v in results.values()),
+                        {k: v[:20] for k, v in results.items() if v.startswith(b"MISMATCH")})
+
+
 class Trace(Base):
     def test_set_and_clear_trace(self) -> None:
         lines: list[str] = []
