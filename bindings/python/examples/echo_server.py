@@ -59,7 +59,7 @@ def main() -> None:
             reactor.run()
         except KeyboardInterrupt:
             pass
-    print(reactor.counters() if not reactor.closed else "bye")
+        print(reactor.counters())
 
 
 if __name__ == "__main__":
