@@ -216,6 +216,27 @@ class PhpFpm(unittest.TestCase):
             self.assertLessEqual(st.conns_opened, threads * 2)
             self.assertEqual(st.bad_gateway + st.truncated + st.timeout, 0)
 
+    def test_gil_is_released_while_waiting(self) -> None:
+        done = threading.Event()
+
+        def slow() -> None:
+            try:
+                self.client.request(script=self.script("sleep.php"), query="s=0.5")
+            finally:
+                done.set()
+
+        th = threading.Thread(target=slow)
+        th.start()
+        time.sleep(0.05)
+        spins = 0
+        t0 = time.monotonic()
+        while not done.is_set():
+            spins += 1  # pure Python: runs only while the other thread is not holding the GIL
+        elapsed = time.monotonic() - t0
+        th.join()
+        self.assertGreater(elapsed, 0.3)
+        self.assertGreater(spins / elapsed, 100_000, "this thread starved during the request")
+
     def test_keep_alive_reuse_in_stats(self) -> None:
         with heisen.FastCGIClient(self.address) as client:
             for _ in range(5):
