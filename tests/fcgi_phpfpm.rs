@@ -346,23 +346,25 @@ fn reload_during_run_loses_nothing() {
     assert!(fpm.log().contains("reloading"), "php-fpm log:\n{}", fpm.log());
 }
 
-/// Requests/s against php-fpm with keep-alive on and off (median of 5 runs each).
+/// Requests/s against php-fpm with keep-alive on and off: 7 runs of 5,000 `hello.php`
+/// requests each, the two modes interleaved run by run so background load hits both alike;
+/// medians reported.
 /// `cargo test --release --test fcgi_phpfpm throughput -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn throughput() {
+    const RUNS: usize = 7;
+    const N: usize = 5000;
     for tcp in [false, true] {
         let fpm = PhpFpm::start(Options { tcp, ..Options::default() });
         let reactor = Reactor::new().unwrap();
-        let mut figures = Vec::new();
-        for keep in [true, false] {
-            let mut rates = Vec::new();
-            for _ in 0..5 {
+        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for _ in 0..RUNS {
+            for (k, keep) in [true, false].into_iter().enumerate() {
                 let c = client(&reactor, &fpm, |cfg| cfg.keep_alive = keep);
                 let script = fpm.script("hello.php");
-                let n = 5000;
                 let t0 = Instant::now();
-                let results = run_many(&reactor, &c, n, 16, move |_| {
+                let results = run_many(&reactor, &c, N, 16, move |_| {
                     let mut r = Request::new();
                     r.param(b"SCRIPT_FILENAME", script.as_bytes()).unwrap();
                     r.param(b"REQUEST_METHOD", b"GET").unwrap();
@@ -370,54 +372,19 @@ fn throughput() {
                 });
                 let dt = t0.elapsed();
                 assert!(results.iter().all(|r| r.outcome() == Outcome::Complete && r.body == b"Hello, world!\n"));
-                rates.push(n as f64 / dt.as_secs_f64());
+                rates[k].push(N as f64 / dt.as_secs_f64());
             }
-            rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            figures.push(format!(
-                "keep-alive {}: median {:.0} req/s (runs {:?})",
-                if keep { "on" } else { "off" },
-                rates[2],
-                rates.iter().map(|r| r.round() as u64).collect::<Vec<_>>()
+        }
+        let mut line = Vec::new();
+        for (k, name) in ["on", "off"].iter().enumerate() {
+            let v = &mut rates[k];
+            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            line.push(format!(
+                "keep-alive {name}: median {:.0} req/s (runs {:?})",
+                v[RUNS / 2],
+                v.iter().map(|r| r.round() as u64).collect::<Vec<_>>()
             ));
         }
-        eprintln!(
-            "php-fpm over {} (4 workers, 16 in flight): {}",
-            if tcp { "TCP" } else { "unix" },
-            figures.join("; ")
-        );
-        std::thread::sleep(Duration::from_millis(100));
+        eprintln!("php-fpm over {} (4 workers, 16 in flight): {}", if tcp { "TCP" } else { "unix" }, line.join("; "));
     }
-}
-
-/// More pooled connections than php-fpm has workers: a worker stays with its kept connection,
-/// so a request on a connection no worker accepted would wait for the read timeout. The client
-/// notices (a later request on another connection finished first) and closes a connection
-/// instead of pooling it, which frees a worker. Every request completes, none times out.
-#[test]
-fn more_connections_than_workers_does_not_stall() {
-    let fpm = PhpFpm::start(Options { workers: 2, ..Options::default() });
-    let reactor = Reactor::new().unwrap();
-    let c = client(&reactor, &fpm, |cfg| {
-        cfg.max_conns = 8;
-        cfg.read_timeout_ms = 20_000;
-    });
-    let fpm_dir = fpm.dir.display().to_string();
-    let t0 = Instant::now();
-    let results = run_many(&reactor, &c, 300, 16, move |i| {
-        let mut r = Request::new();
-        r.params_mut()
-            .set_cgi("GET", &format!("/echo.php?n={i}"), "HTTP/1.1", &format!("{fpm_dir}/www"), "/echo.php", None)
-            .unwrap();
-        r
-    });
-    check_echo_results(&results);
-    let s = c.stats();
-    eprintln!(
-        "8 conns / 2 workers: {:?}, opened {}, reused {}, peak {}",
-        t0.elapsed(),
-        s.get(Stat::ConnsOpened),
-        s.get(Stat::ConnsReused),
-        s.get(Stat::PeakConns)
-    );
-    assert!(t0.elapsed() < Duration::from_secs(10), "stalled: {:?}", t0.elapsed());
 }
