@@ -21,9 +21,9 @@ SUITE=mem
 suite_begin $SUITE
 
 if quick; then
-    ROUNDS="${BENCH_ROUNDS:-1}"; IDLE_CONNS=500; C1=10; C2=50; N_ALLOC=4000; SLEEP_MS=600; LOAD_S=1
+    ROUNDS="${BENCH_ROUNDS:-1}"; IDLE_CONNS=500; C1=10; C2=50; N_ALLOC=4000; SLEEP_MS=1500; LOAD_S=1
 else
-    ROUNDS="${BENCH_ROUNDS:-2}"; IDLE_CONNS=10000; C1=50; C2=250; N_ALLOC=20000; SLEEP_MS=1500; LOAD_S=2
+    ROUNDS="${BENCH_ROUNDS:-2}"; IDLE_CONNS=10000; C1=50; C2=250; N_ALLOC=20000; SLEEP_MS=2000; LOAD_S=2
 fi
 SIG=RTMIN+4
 
@@ -129,7 +129,7 @@ inflight_server() { # SERVER
         "$BENCH_BIN/holdconns" -i -p "$SRV_PORT" -n "$c" -u "/hello.fcgi?sleep=$SLEEP_MS" > "$out" 2>&1 &
         local hp=$!
         for ((i = 0; i < 100; i++)); do grep -q '^sent' "$out" 2>/dev/null && break; sleep 0.05; done
-        sleep "$(python3 -c "print($SLEEP_MS / 3000)")"
+        sleep 0.4   # the requests reach the backend, which holds them SLEEP_MS
         kill -s "$SIG" $SRV_WORKERS 2>/dev/null
         sleep 0.1
         local v; v=$(mc_sum "$f" signal $SRV_WORKERS)
@@ -158,7 +158,7 @@ inflight_client() { # NAME
                 -n "$c" -c "$c" -k > /dev/null 2>&1 & ;;
         esac
         local p=$!
-        sleep "$(python3 -c "print($SLEEP_MS / 2000)")"
+        sleep 0.5   # connected and sent; the backend holds them SLEEP_MS
         kill -s "$SIG" $p 2>/dev/null
         sleep 0.1
         local v; v=$(mc_sum "$f" signal $p)
