@@ -51,4 +51,22 @@ class BinaryDistribution(Distribution):
         return built_library() is not None
 
 
-setup(cmdclass={"build_py": BuildPyWithLibrary}, distclass=BinaryDistribution)
+cmdclass: dict[str, type] = {"build_py": BuildPyWithLibrary}
+try:  # the library does not depend on the Python version: tag the wheel py3-none-PLATFORM
+    try:
+        from setuptools.command.bdist_wheel import bdist_wheel  # setuptools >= 70.1
+    except ImportError:
+        from wheel.bdist_wheel import bdist_wheel  # type: ignore[no-redef]
+
+    class BdistWheel(bdist_wheel):  # type: ignore[misc,valid-type]
+        def get_tag(self) -> tuple[str, str, str]:
+            python, abi, plat = super().get_tag()
+            if built_library() is not None:
+                return "py3", "none", plat
+            return python, abi, plat
+
+    cmdclass["bdist_wheel"] = BdistWheel
+except ImportError:
+    pass
+
+setup(cmdclass=cmdclass, distclass=BinaryDistribution)
