@@ -154,7 +154,6 @@ struct Core {
     running: Cell<bool>,
     stop: Cell<bool>,
     closed: Cell<bool>,
-    close_requested: Cell<bool>,
     holds: Cell<usize>,
     pid: u32,
     counters: CounterCells,
@@ -230,7 +229,6 @@ impl Reactor {
             running: Cell::new(false),
             stop: Cell::new(false),
             closed: Cell::new(false),
-            close_requested: Cell::new(false),
             holds: Cell::new(0),
             pid: std::process::id(),
             counters: CounterCells::default(),
@@ -702,7 +700,7 @@ impl Reactor {
             cb(self, TimerId(key));
             let leftover = self.core.timers.borrow_mut().restore(key, cb);
             drop(leftover);
-            if self.core.stop.get() {
+            if self.core.stop.get() || self.core.closed.get() {
                 break;
             }
         }
@@ -718,6 +716,9 @@ impl Reactor {
     fn run_deferred(&self) {
         let n = self.core.deferred.borrow().len();
         for _ in 0..n {
+            if self.core.closed.get() {
+                break;
+            }
             let Some(f) = self.core.deferred.borrow_mut().pop_front() else { break };
             f(self);
         }
@@ -740,6 +741,9 @@ impl Reactor {
             }
         };
         for f in batch {
+            if self.core.closed.get() {
+                break; // the rest of the batch is dropped (their captured data released)
+            }
             Self::bump(&self.core.counters.posts_run, 1);
             f(self);
         }
@@ -801,9 +805,6 @@ impl Reactor {
         let guard = Running(c);
         let result = self.run_loop(mode);
         drop(guard);
-        if c.close_requested.get() {
-            self.close();
-        }
         result
     }
 
@@ -820,7 +821,7 @@ impl Reactor {
             self.run_pending();
             // Work done before the poll: a single iteration must not then block.
             let did_work = deferred || k.timers_fired.get() + k.posts_run.get() + k.dispatches.get() != before;
-            if c.stop.get() || c.close_requested.get() {
+            if c.stop.get() || c.closed.get() {
                 return Ok(());
             }
             if mode == RunMode::Default && !self.alive() {
@@ -838,9 +839,11 @@ impl Reactor {
             self.poll_once(timeout)?;
             Self::bump(&c.counters.iterations, 1);
             if mode != RunMode::Default {
-                self.update_now();
-                self.run_timers();
-                self.run_posts();
+                if !c.closed.get() {
+                    self.update_now();
+                    self.run_timers();
+                    self.run_posts();
+                }
                 return Ok(());
             }
         }
@@ -863,27 +866,26 @@ impl Reactor {
             }
             Self::bump(&c.counters.events, 1);
             self.dispatch_event(e.token().0, Readiness::from_event(e));
-            if c.close_requested.get() {
-                break;
+            if c.closed.get() {
+                break; // closed by a callback: nothing more is delivered
             }
         }
         Ok(())
     }
 
     /// Close the reactor: every watcher, timer and queued call is dropped (their callbacks'
-    /// captured data released) and later operations fail. Inside a callback, the close happens
-    /// when [`Reactor::run`] returns.
+    /// captured data released) and later operations fail. Safe inside a callback: [`run`]
+    /// then returns once that callback does, and nothing else is called meanwhile (the running
+    /// callback itself is dropped after it returns).
+    ///
+    /// [`run`]: Reactor::run
     pub fn close(&self) {
         let c = &self.core;
         if c.closed.get() {
             return;
         }
-        if c.running.get() {
-            c.close_requested.set(true);
-            c.stop.set(true);
-            return;
-        }
         c.closed.set(true);
+        c.stop.set(true);
         let same = self.same_process();
         let watches = c.watches.borrow_mut().drain();
         if same {

@@ -4,7 +4,7 @@
 use super::Address;
 use crate::reactor::{Action, Flow, Reactor, TimerId, WatchId, READ};
 use crate::sys;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
@@ -19,7 +19,8 @@ pub type AcceptFn = Box<dyn FnMut(&Reactor, OwnedFd)>;
 
 struct Inner {
     reactor: Reactor,
-    fd: OwnedFd,
+    fd: RefCell<Option<OwnedFd>>,
+    raw: RawFd,
     watch: Cell<Option<WatchId>>,
     retry: Cell<Option<TimerId>>,
     paused_count: Cell<u64>,
@@ -51,29 +52,33 @@ impl Listener {
     /// Adopt a socket that is already listening (made non-blocking here).
     pub fn from_fd(r: &Reactor, fd: OwnedFd, mut f: AcceptFn) -> io::Result<Listener> {
         sys::set_nonblocking(fd.as_raw_fd())?;
+        let raw = fd.as_raw_fd();
         let inner = Rc::new(Inner {
             reactor: r.clone(),
-            fd,
+            fd: RefCell::new(Some(fd)),
+            raw,
             watch: Cell::new(None),
             retry: Cell::new(None),
             paused_count: Cell::new(0),
         });
-        let weak = Rc::downgrade(&inner);
+        let guard = CloseWithReactor(Rc::downgrade(&inner));
         let id = r.watch(
-            inner.fd.as_raw_fd(),
+            raw,
             READ,
             Box::new(move |r, _, action| {
-                let Some(inner) = weak.upgrade() else { return Flow::Done };
+                let Some(inner) = guard.0.upgrade() else { return Flow::Done };
                 if action != Action::Read {
                     return Flow::Done;
                 }
                 for _ in 0..ACCEPTS_PER_ROUND {
-                    match sys::accept(inner.fd.as_raw_fd()) {
+                    match sys::accept(inner.raw) {
                         Ok(conn) => f(r, conn),
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flow::Done,
                         Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE) | Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => {
                             Listener { inner }.pause_for(EMFILE_RETRY_MS);
-                            return Flow::Done;
+                            // Not drained: connections wait in the backlog. `Again` keeps the
+                            // pending read, delivered when the retry turns reads back on.
+                            return Flow::Again;
                         }
                         Err(_) => {} // ECONNABORTED and friends: that connection is gone, go on
                     }
@@ -118,15 +123,15 @@ impl Listener {
 
     /// The bound TCP port.
     pub fn port(&self) -> io::Result<u16> {
-        sys::local_port(self.inner.fd.as_raw_fd())
+        sys::local_port(self.inner.raw)
     }
 
     /// The listening descriptor.
     pub fn fd(&self) -> RawFd {
-        self.inner.fd.as_raw_fd()
+        self.inner.raw
     }
 
-    /// Stop listening (the socket closes when the last reference goes).
+    /// Stop listening and close the socket. Idempotent; also happens when the reactor closes.
     pub fn close(&self) {
         let r = &self.inner.reactor;
         if let Some(id) = self.inner.watch.take() {
@@ -134,6 +139,21 @@ impl Listener {
         }
         if let Some(t) = self.inner.retry.take() {
             r.timer_free(t);
+        }
+        let fd = self.inner.fd.borrow_mut().take();
+        drop(fd);
+    }
+}
+
+/// Held by the accept callback: closing the reactor (which drops it) closes the listener.
+struct CloseWithReactor(std::rc::Weak<Inner>);
+
+impl Drop for CloseWithReactor {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            if inner.reactor.is_closed() {
+                Listener { inner }.close();
+            }
         }
     }
 }

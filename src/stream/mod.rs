@@ -60,6 +60,8 @@ struct State {
     shutdown_wanted: bool,
     shut: bool,
     interest: u32,
+    /// A write failed (EPIPE, ECONNRESET...): reported once the read side has been drained.
+    write_error: Option<i32>,
 }
 
 struct Inner {
@@ -168,11 +170,11 @@ impl Stream {
             st.connecting = connecting;
             st.interest = interest;
         }
-        let weak: Weak<Inner> = Rc::downgrade(&s.inner);
+        let guard = CloseWithReactor(Rc::downgrade(&s.inner));
         let id = r.watch(
             raw,
             interest,
-            Box::new(move |_, _, action| match weak.upgrade() {
+            Box::new(move |_, _, action| match guard.0.upgrade() {
                 Some(inner) => Stream { inner }.on_action(action),
                 None => Flow::Done,
             }),
@@ -191,9 +193,11 @@ impl Stream {
         self.inner.raw
     }
 
-    /// True until the stream is closed (by the user or after `on_error`).
+    /// True until the stream is closed (by the user), has failed (from the moment `on_error`
+    /// is due), or its reactor was closed.
     pub fn is_open(&self) -> bool {
-        !self.inner.st.borrow().closed
+        let st = self.inner.st.borrow();
+        !st.closed && !st.failed && !self.inner.reactor.is_closed()
     }
 
     /// True while a connect is in progress.
@@ -229,7 +233,7 @@ impl Stream {
     /// when the queue is at or above the high-water mark: wait for `on_drain`.
     pub fn write(&self, data: &[u8]) -> bool {
         let mut st = self.inner.st.borrow_mut();
-        if st.closed || st.failed || st.shutdown_wanted {
+        if st.closed || st.failed || st.shutdown_wanted || st.write_error.is_some() {
             return false;
         }
         let mut rest = data;
@@ -242,7 +246,7 @@ impl Stream {
                     Err(e) if would_block(&e) => break,
                     Err(e) => {
                         drop(st);
-                        self.fail_later(e);
+                        self.write_failed(e);
                         return false;
                     }
                 }
@@ -358,13 +362,17 @@ impl Stream {
         };
         if let Some(id) = self.inner.watch.get() {
             if let Err(e) = self.inner.reactor.set_interest(id, want) {
-                self.fail_later(e);
+                self.write_failed(e);
             }
         }
     }
 
     /// Call the handler (if the stream is still open), never holding a borrow across the call.
     fn call(&self, f: impl FnOnce(&mut dyn StreamHandler, &Stream)) {
+        if self.inner.reactor.is_closed() {
+            self.close(); // freed from an earlier callback: nothing more is delivered
+            return;
+        }
         let taken = self.inner.handler.borrow_mut().take();
         let Some(mut h) = taken else { return };
         f(h.as_mut(), self);
@@ -466,6 +474,12 @@ impl Stream {
             }
             match sys::read(self.inner.raw, buf) {
                 Ok(0) => {
+                    let write_error = self.inner.st.borrow().write_error;
+                    if let Some(errno) = write_error {
+                        // all data delivered; the failed write is the connection's outcome
+                        self.fail(io::Error::from_raw_os_error(errno));
+                        return Flow::Done;
+                    }
                     self.inner.st.borrow_mut().ended = true;
                     self.update_interest();
                     self.call(|h, s| h.on_end(s));
@@ -508,7 +522,7 @@ impl Stream {
                 }
                 Err(e) => {
                     drop(st);
-                    self.fail(e);
+                    self.write_failed(e);
                     return;
                 }
             }
@@ -530,14 +544,31 @@ impl Stream {
         }
     }
 
-    fn fail_later(&self, e: io::Error) {
+    /// A write failed. The peer may have sent a reply before it went away (a backend that
+    /// answers and closes without reading all of its input): read what is there first, then
+    /// report the failure. Never calls the handler from inside the caller's `write`.
+    fn write_failed(&self, e: io::Error) {
+        let errno = e.raw_os_error().unwrap_or(libc::EIO);
+        {
+            let mut st = self.inner.st.borrow_mut();
+            if st.closed || st.failed || st.write_error.is_some() {
+                return;
+            }
+            st.write_error = Some(errno);
+            st.wbuf = Vec::new();
+            st.wpos = 0;
+        }
+        self.update_interest();
         let weak = Rc::downgrade(&self.inner);
-        self.inner.st.borrow_mut().failed = true;
         self.inner.reactor.defer(Box::new(move |_| {
-            if let Some(inner) = weak.upgrade() {
-                let s = Stream { inner };
-                s.inner.st.borrow_mut().failed = false;
-                s.fail(e);
+            let Some(inner) = weak.upgrade() else { return };
+            let s = Stream { inner };
+            let paused = s.inner.st.borrow().paused;
+            if !paused {
+                while s.read_some() == Flow::Again && s.is_open() && !s.inner.st.borrow().paused {}
+            }
+            if s.is_open() {
+                s.fail(io::Error::from_raw_os_error(errno));
             }
         }));
     }
@@ -551,10 +582,26 @@ impl Stream {
             }
             st.failed = true;
             st.connecting = false;
+            st.wbuf = Vec::new();
+            st.wpos = 0;
         }
         self.release_os();
         self.call(|h, s| h.on_error(s, e));
         self.close();
+    }
+}
+
+/// Held by a stream's watch callback: when the reactor is closed (which drops every watch
+/// callback), the stream closes too: socket closed, handler (and its captured data) released.
+struct CloseWithReactor(Weak<Inner>);
+
+impl Drop for CloseWithReactor {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            if inner.reactor.is_closed() {
+                Stream { inner }.close();
+            }
+        }
     }
 }
 
