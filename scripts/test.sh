@@ -23,5 +23,8 @@ bindings/python/run_tests.sh
 step "C programs: heisen-httpd, heisen-fcgi, heisen-story (also under valgrind)"
 tests/programs/run.sh --valgrind
 
+step "Hardening: C API findings, hostile HTTP and FastCGI input, limits"
+tests/hardening/run.sh
+
 step "done in $(( $(date +%s) - start ))s"
 echo "ALL TESTS PASSED"
