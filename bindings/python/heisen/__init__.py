@@ -57,6 +57,7 @@ from ._fcgi import (
     cgi_script_parts,
 )
 from ._reactor import AGAIN, DONE, Counters, Events, Reactor, Timer, Waker, Watch
+from ._stream import Listener, Stream, connect, listen, open_stream
 
 __version__ = "0.1.0"
 
@@ -164,6 +165,7 @@ __all__ = [
     "IOFailure",
     "InvalidArgument",
     "LibraryError",
+    "Listener",
     "NoMemory",
     "Overloaded",
     "PanicError",
@@ -173,6 +175,7 @@ __all__ = [
     "ReentrantError",
     "Response",
     "Stats",
+    "Stream",
     "StreamingResponse",
     "ThreadError",
     "Timer",
@@ -183,9 +186,12 @@ __all__ = [
     "Watch",
     "abi_version",
     "cgi_script_parts",
+    "connect",
     "exception_class",
     "library_path",
+    "listen",
     "load",
+    "open_stream",
     "strerror",
     "version",
     "version_info",

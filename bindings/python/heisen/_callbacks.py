@@ -258,7 +258,53 @@ def live_count() -> int:
     return len(registry)
 
 
+def _stream_data_trampoline(stream: int | None, data: int | None, size: int,
+                             user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data or 0)
+        if entry is not None:
+            entry._on_data(_lib.string_at(data, size))
+    except BaseException:
+        _unraisable("stream data")
+
+
+stream_data_trampoline = _lib.STREAM_DATA_CB(_stream_data_trampoline)
+
+
+def _stream_event_trampoline(stream: int | None, event: int, err: int,
+                              user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data or 0)
+        if entry is not None:
+            entry._on_event(event, err)
+    except BaseException:
+        _unraisable("stream event")
+
+
+stream_event_trampoline = _lib.STREAM_EVENT_CB(_stream_event_trampoline)
+
+
+def _accept_trampoline(listener: int | None, fd: int, user_data: int | None) -> None:
+    try:
+        entry = registry.get(user_data or 0)
+        if entry is not None:
+            entry._on_accept(fd)
+            return
+    except BaseException:
+        _unraisable("accept")
+    import os
+
+    try:
+        os.close(fd)  # nobody took it
+    except OSError:
+        pass
+
+
+accept_trampoline = _lib.ACCEPT_CB(_accept_trampoline)
+
+
 _TRAMPOLINE_FUNCTIONS = frozenset({
+    _stream_data_trampoline, _stream_event_trampoline, _accept_trampoline,
     _free_hook, _io_trampoline, _timer_trampoline, _wake_trampoline, _post_trampoline,
     _trace_trampoline, _fcgi_headers_trampoline, _fcgi_body_trampoline,
     _fcgi_stderr_trampoline, _fcgi_end_trampoline, _fcgi_drain_trampoline,

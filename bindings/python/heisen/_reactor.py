@@ -10,11 +10,14 @@ import threading
 from contextlib import contextmanager
 from ctypes import byref, c_int, c_int32, c_uint64
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Protocol, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Protocol, Union
 
 from . import _callbacks as cb
 from . import _lib
 from ._errors import ClosedError, ReentrantError, ThreadError, check, make_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._stream import Listener, Stream
 
 
 class Events(enum.IntFlag):
@@ -340,6 +343,25 @@ class Reactor:
         if repeat == 0:
             raise ValueError("call_every() needs an interval of at least 1 ms")
         return Timer(self, callback, args, _ms(interval if first is None else first), repeat)
+
+    def connect(self, address: str, **callbacks: Any) -> "Stream":
+        """A :class:`heisen.Stream` connecting to ``address``; see :func:`heisen.connect`."""
+        from ._stream import connect
+
+        return connect(self, address, **callbacks)
+
+    def open_stream(self, sock: Any, **callbacks: Any) -> "Stream":
+        """A :class:`heisen.Stream` of a connected socket (taken over); see
+        :func:`heisen.open_stream`."""
+        from ._stream import open_stream
+
+        return open_stream(self, sock, **callbacks)
+
+    def listen(self, address: str, on_accept: Callable[..., Any], **options: Any) -> "Listener":
+        """A :class:`heisen.Listener` on ``address``; see :func:`heisen.listen`."""
+        from ._stream import listen
+
+        return listen(self, address, on_accept, **options)
 
     def waker(self, callback: Callable[[], Any] | None = None) -> "Waker":
         """A new :class:`Waker`: ``wake()``/``post()`` from any thread. ``callback()`` runs on the
