@@ -388,3 +388,36 @@ fn throughput() {
         eprintln!("php-fpm over {} (4 workers, 16 in flight): {}", if tcp { "TCP" } else { "unix" }, line.join("; "));
     }
 }
+
+/// More pooled connections than php-fpm has workers: a worker stays with its kept connection,
+/// so a request on a connection no worker accepted would wait for the read timeout. The client
+/// notices (a later request on another connection finished first) and closes a connection
+/// instead of pooling it, which frees a worker. Every request completes, none times out.
+#[test]
+fn more_connections_than_workers_does_not_stall() {
+    let fpm = PhpFpm::start(Options { workers: 2, ..Options::default() });
+    let reactor = Reactor::new().unwrap();
+    let c = client(&reactor, &fpm, |cfg| {
+        cfg.max_conns = 8;
+        cfg.read_timeout_ms = 20_000;
+    });
+    let fpm_dir = fpm.dir.display().to_string();
+    let t0 = Instant::now();
+    let results = run_many(&reactor, &c, 300, 16, move |i| {
+        let mut r = Request::new();
+        r.params_mut()
+            .set_cgi("GET", &format!("/echo.php?n={i}"), "HTTP/1.1", &format!("{fpm_dir}/www"), "/echo.php", None)
+            .unwrap();
+        r
+    });
+    check_echo_results(&results);
+    let s = c.stats();
+    eprintln!(
+        "8 conns / 2 workers: {:?}, opened {}, reused {}, peak {}",
+        t0.elapsed(),
+        s.get(Stat::ConnsOpened),
+        s.get(Stat::ConnsReused),
+        s.get(Stat::PeakConns)
+    );
+    assert!(t0.elapsed() < Duration::from_secs(10), "stalled: {:?}", t0.elapsed());
+}
