@@ -8,7 +8,7 @@
 # * php-fpm: the tests start a private one with scripts/php-fpm.sh in a temporary directory
 #   (needs php-fpm installed: scripts/install-deps.sh) and stop it at the end.
 # * Interpreter: $PYTHON (default python3) runs everything; when Debian's /usr/bin/python3 is
-#   another interpreter, it also runs the load, header-sync and reactor tests.
+#   another interpreter, it also runs the load, header-sync, reactor, stream and API tests.
 # Ends with the line "python bindings: N passed, N failed, N skipped"; exit 0 only if none failed.
 set -u
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,7 +23,7 @@ echo "== python bindings: $("$py" -c 'import sys; print(sys.executable, sys.vers
 debian=/usr/bin/python3
 if [ $# -eq 0 ] && [ -x "$debian" ] && \
    [ "$("$debian" -c 'import sys; print(sys.executable)')" != "$("$py" -c 'import sys; print(sys.executable)')" ]; then
-    echo "== python bindings: $debian $("$debian" -c 'import sys; print(sys.version.split()[0])') (load, header sync, reactor)"
-    "$debian" "$here/tests/run.py" test_load test_header_sync test_reactor || rc=1
+    echo "== python bindings: $debian $("$debian" -c 'import sys; print(sys.version.split()[0])') (load, header sync, reactor, streams, API)"
+    "$debian" "$here/tests/run.py" test_load test_header_sync test_reactor test_stream test_api || rc=1
 fi
 exit $rc
