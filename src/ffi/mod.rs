@@ -20,9 +20,11 @@ mod userdata;
 mod version;
 mod reactor;
 mod stream;
+mod fcgi;
 
 pub use reactor::*;
 pub use status::*;
 pub use stream::*;
+pub use fcgi::*;
 pub use userdata::heisen_free_fn;
 pub use version::*;

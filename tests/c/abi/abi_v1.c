@@ -44,8 +44,29 @@ int main(void) {
     if (heisen_timer_new(r, on_timer, &fired, NULL, &t) != HEISEN_STATUS_OK) return 1;
     if (heisen_timer_start(t, 1, 0) != HEISEN_STATUS_OK) return 1;
     if (heisen_reactor_run(r, HEISEN_RUN_DEFAULT) != HEISEN_STATUS_OK) return 1;
+    /* the FastCGI client of ABI 1: a backend that does not exist is a bad gateway */
+    heisen_fcgi_config *cfg = NULL;
+    heisen_fcgi_client *client = NULL;
+    heisen_fcgi_request *req = NULL;
+    heisen_fcgi_response *resp = NULL;
+    int32_t outcome = -1;
+    if (heisen_fcgi_config_new(&cfg) != HEISEN_STATUS_OK) return 1;
+    if (heisen_fcgi_config_add_backend(cfg, "unix:/nonexistent/abi-v1.sock") != HEISEN_STATUS_OK) return 1;
+    if (heisen_fcgi_config_set(cfg, HEISEN_FCGI_OPT_CONNECT_TIMEOUT_MS, 500) != HEISEN_STATUS_OK) return 1;
+    if (heisen_fcgi_client_new(r, cfg, &client) != HEISEN_STATUS_OK) return 1;
+    heisen_fcgi_config_free(cfg);
+    if (heisen_fcgi_request_new(&req) != HEISEN_STATUS_OK) return 1;
+    if (heisen_fcgi_request_add_param(req, (const uint8_t *)"SCRIPT_FILENAME", 15, (const uint8_t *)"/x.php", 6) != HEISEN_STATUS_OK) return 1;
+    if (heisen_fcgi_client_fetch(client, req, &resp) != HEISEN_STATUS_OK) return 1;
+    if (heisen_fcgi_response_outcome(resp, &outcome) != HEISEN_STATUS_OK) return 1;
+    heisen_fcgi_response_free(resp);
+    heisen_fcgi_client_free(client);
     heisen_reactor_free(r);
     close(sv[0]);
+    if (outcome != HEISEN_STATUS_BAD_GATEWAY) {
+        fprintf(stderr, "abi_v1: fetch from a missing backend gave %s\n", heisen_strerror(outcome));
+        return 1;
+    }
     if (got_hup != 5 || strcmp(buf, "v1 ok") != 0 || fired != 1) {
         fprintf(stderr, "abi_v1: read %d before hang-up, timer fired %d\n", got_hup, fired);
         return 1;

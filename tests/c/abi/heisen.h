@@ -113,6 +113,124 @@
 // heisen_listener_new flag: set SO_REUSEPORT (one listener per thread/process on one port).
 #define HEISEN_LISTEN_REUSEPORT 1
 
+// Option: connect timeout in ms (default 5000).
+#define HEISEN_FCGI_OPT_CONNECT_TIMEOUT_MS 0
+
+// Option: longest time the request may make no sending progress, in ms (default 30000; 0 = none).
+#define HEISEN_FCGI_OPT_SEND_TIMEOUT_MS 1
+
+// Option: longest time between bytes received, in ms (default 60000; 0 = none).
+#define HEISEN_FCGI_OPT_READ_TIMEOUT_MS 2
+
+// Option: whole request including the queue wait, in ms (default 0 = none).
+#define HEISEN_FCGI_OPT_REQUEST_TIMEOUT_MS 3
+
+// Option: 1 = FCGI_KEEP_CONN and pooled connections (default), 0 = a connection per request.
+#define HEISEN_FCGI_OPT_KEEP_ALIVE 4
+
+// Option: connections per backend (default 16); capped by FCGI_MAX_CONNS when the backend
+// reports it. Set it to the backend's worker count (php-fpm: pm.max_children).
+#define HEISEN_FCGI_OPT_MAX_CONNS 5
+
+// Option: idle connections kept per backend (default = MAX_CONNS).
+#define HEISEN_FCGI_OPT_MAX_IDLE 6
+
+// Option: idle connections are closed after this many ms (default 30000; 0 = never).
+#define HEISEN_FCGI_OPT_IDLE_TIMEOUT_MS 7
+
+// Option: requests per connection before it is retired (default 0 = unlimited).
+#define HEISEN_FCGI_OPT_MAX_REQUESTS_PER_CONN 8
+
+// Option: 0 = round-robin (default), 1 = least connections.
+#define HEISEN_FCGI_OPT_BALANCE 9
+
+// Option: backends tried when connecting fails or times out (default 3).
+#define HEISEN_FCGI_OPT_MAX_TRIES 10
+
+// Option: requests that may wait for a connection (default 4096); beyond: OVERLOADED.
+#define HEISEN_FCGI_OPT_QUEUE_LIMIT 11
+
+// Option: CGI header block limit in bytes (default 65536).
+#define HEISEN_FCGI_OPT_MAX_HEADER_BYTES 12
+
+// Option: -1 ask the backend (GET_VALUES), 0 off (default), 1 on.
+#define HEISEN_FCGI_OPT_MULTIPLEX 13
+
+// Option: 1 = ask FCGI_MAX_CONNS with GET_VALUES before first use (default 0).
+#define HEISEN_FCGI_OPT_PROBE_VALUES 14
+
+// Option: bytes buffered for a paused caller before reading stops (default 65536).
+#define HEISEN_FCGI_OPT_STDOUT_HIGH_WATER 15
+
+// Statistic: requests sent.
+#define HEISEN_FCGI_STAT_REQUESTS 0
+
+// Statistic: requests ended complete.
+#define HEISEN_FCGI_STAT_COMPLETE 1
+
+// Statistic: requests ended truncated.
+#define HEISEN_FCGI_STAT_TRUNCATED 2
+
+// Statistic: requests ended with bad gateway.
+#define HEISEN_FCGI_STAT_BAD_GATEWAY 3
+
+// Statistic: requests ended with a timeout.
+#define HEISEN_FCGI_STAT_TIMEOUT 4
+
+// Statistic: requests ended overloaded (backend or queue full).
+#define HEISEN_FCGI_STAT_OVERLOADED 5
+
+// Statistic: requests aborted.
+#define HEISEN_FCGI_STAT_ABORTED 6
+
+// Statistic: requests ended with CANT_MPX_CONN.
+#define HEISEN_FCGI_STAT_CANT_MPX_CONN 7
+
+// Statistic: requests ended with UNKNOWN_ROLE.
+#define HEISEN_FCGI_STAT_UNKNOWN_ROLE 8
+
+// Statistic: retries on a fresh connection after a reused one failed before any response byte.
+#define HEISEN_FCGI_STAT_RETRIES 9
+
+// Statistic: connections opened.
+#define HEISEN_FCGI_STAT_CONNS_OPENED 10
+
+// Statistic: requests sent on a reused connection.
+#define HEISEN_FCGI_STAT_CONNS_REUSED 11
+
+// Statistic: most connections open at once.
+#define HEISEN_FCGI_STAT_PEAK_CONNS 12
+
+// Statistic: requests waiting for a connection now.
+#define HEISEN_FCGI_STAT_QUEUE_LENGTH 13
+
+// Statistic: total time requests waited for a connection, in microseconds.
+#define HEISEN_FCGI_STAT_QUEUE_WAIT_US_TOTAL 14
+
+// Statistic: longest time a request waited for a connection, in microseconds.
+#define HEISEN_FCGI_STAT_QUEUE_WAIT_US_MAX 15
+
+// Statistic: requests not yet ended.
+#define HEISEN_FCGI_STAT_IN_FLIGHT 16
+
+// Statistic: connections open now.
+#define HEISEN_FCGI_STAT_CONNS_OPEN 17
+
+// Statistic: failovers to another backend after a connect failure or timeout.
+#define HEISEN_FCGI_STAT_FAILOVERS 18
+
+// Statistic: idle pooled connections the backend closed.
+#define HEISEN_FCGI_STAT_IDLE_CLOSED_BY_PEER 19
+
+// Role: RESPONDER (default).
+#define HEISEN_FCGI_ROLE_RESPONDER 1
+
+// Role: AUTHORIZER.
+#define HEISEN_FCGI_ROLE_AUTHORIZER 2
+
+// Role: FILTER (with the DATA stream, see heisen_fcgi_request_set_data).
+#define HEISEN_FCGI_ROLE_FILTER 3
+
 // Status codes. The values are ABI: append only, never renumber.
 enum heisen_status
 #ifdef __cplusplus
@@ -159,6 +277,18 @@ enum heisen_status
 #ifndef __cplusplus
 typedef int32_t heisen_status;
 #endif // __cplusplus
+
+// A FastCGI client on a reactor.
+typedef struct heisen_fcgi_client heisen_fcgi_client;
+
+// FastCGI client configuration (copied by heisen_fcgi_client_new).
+typedef struct heisen_fcgi_config heisen_fcgi_config;
+
+// A FastCGI request: built, then sent (the library owns it from then on, on every path).
+typedef struct heisen_fcgi_request heisen_fcgi_request;
+
+// A whole response from heisen_fcgi_client_fetch.
+typedef struct heisen_fcgi_response heisen_fcgi_response;
 
 // A listening socket.
 typedef struct heisen_listener heisen_listener;
@@ -218,6 +348,31 @@ typedef void (*heisen_stream_event_cb)(heisen_stream *stream,
 // heisen_stream_open_fd, or close it). When the process runs out of descriptors the listener
 // pauses and retries every 100 ms.
 typedef void (*heisen_accept_cb)(heisen_listener *listener, int fd, void *user_data);
+
+// The CGI header block arrived (not in raw mode). Return 0 to continue, 1 to pause delivery
+// (resume with heisen_fcgi_request_resume).
+typedef int32_t (*heisen_fcgi_headers_cb)(heisen_fcgi_request *req,
+                                          int32_t http_status,
+                                          void *user_data);
+
+// Body or stderr bytes (never empty; valid during the call). Return 0 to continue, 1 to pause.
+typedef int32_t (*heisen_fcgi_data_cb)(heisen_fcgi_request *req,
+                                       const uint8_t *data,
+                                       size_t len,
+                                       void *user_data);
+
+// The request ended (exactly once, last). `outcome`: HEISEN_STATUS_OK for complete, else
+// TRUNCATED, BAD_GATEWAY, TIMEOUT, OVERLOADED, CANT_MPX_CONN, UNKNOWN_ROLE or ABORTED.
+// `req` is freed when this returns.
+typedef void (*heisen_fcgi_end_cb)(heisen_fcgi_request *req, heisen_status outcome, void *user_data);
+
+// A streamed body may take more (after heisen_fcgi_request_write returned BUSY).
+typedef void (*heisen_fcgi_drain_cb)(heisen_fcgi_request *req, void *user_data);
+
+// The answer to heisen_fcgi_client_get_values: `values` is "NAME=VALUE\n" per variable the
+// backend answered (status OK), or "" (status BAD_GATEWAY, TIMEOUT or ABORTED). Valid during
+// the call.
+typedef void (*heisen_fcgi_values_cb)(heisen_status status, const char *values, void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -420,6 +575,216 @@ heisen_status heisen_listener_fd(heisen_listener *listener, int *fd_out);
 // Stop listening, close the socket and free the handle (a unix socket file is not removed).
 // Safe inside its own accept callback. NULL is a no-op.
 void heisen_listener_free(heisen_listener *listener);
+
+// A new configuration with the defaults and no backend.
+heisen_status heisen_fcgi_config_new(heisen_fcgi_config **config_out);
+
+// Adds a backend: "unix:/path", "tcp:host:port", "tcp:[::1]:port", "/path" or "host:port"
+// (host names are resolved now).
+heisen_status heisen_fcgi_config_add_backend(heisen_fcgi_config *config, const char *address);
+
+// Sets a HEISEN_FCGI_OPT_* option. INVALID_ARGUMENT for an unknown option or a value out of
+// range (the config is then unchanged).
+heisen_status heisen_fcgi_config_set(heisen_fcgi_config *config, int32_t option, int64_t value);
+
+// Frees a configuration. NULL is a no-op.
+void heisen_fcgi_config_free(heisen_fcgi_config *config);
+
+// A client on `reactor` with a copy of `config` (which must have a backend).
+heisen_status heisen_fcgi_client_new(heisen_reactor *reactor,
+                                     const heisen_fcgi_config *config,
+                                     heisen_fcgi_client **client_out);
+
+// Frees the client: connections close and in-flight requests end with HEISEN_STATUS_ABORTED
+// (their on_end runs during this call). Safe inside callbacks. NULL is a no-op.
+void heisen_fcgi_client_free(heisen_fcgi_client *client);
+
+// Reads a HEISEN_FCGI_STAT_* statistic.
+heisen_status heisen_fcgi_client_stat(heisen_fcgi_client *client,
+                                      int32_t which,
+                                      uint64_t *value_out);
+
+// A new, empty request (RESPONDER, no parameters, no body).
+heisen_status heisen_fcgi_request_new(heisen_fcgi_request **request_out);
+
+// Sets a parameter (replacing an earlier one of the same name). INVALID_ARGUMENT for an empty
+// name or a pair too large for one PARAMS record (name + value + lengths > 65528 bytes:
+// php-fpm cannot receive it), never a truncated one.
+heisen_status heisen_fcgi_request_add_param(heisen_fcgi_request *req,
+                                            const uint8_t *name,
+                                            size_t name_len,
+                                            const uint8_t *value,
+                                            size_t value_len);
+
+// Adds parameters from an environ-style block "NAME=VALUE\0NAME=VALUE\0..." of `len` bytes.
+// All or nothing.
+heisen_status heisen_fcgi_request_add_params_block(heisen_fcgi_request *req,
+                                                   const uint8_t *block,
+                                                   size_t len);
+
+// Sets the CGI variables nginx's fastcgi_params sets from the request line: REQUEST_METHOD,
+// REQUEST_URI, QUERY_STRING, DOCUMENT_URI, SCRIPT_NAME, SCRIPT_FILENAME (document_root +
+// script_name), PATH_INFO and PATH_TRANSLATED (if path_info is not NULL), DOCUMENT_ROOT,
+// SERVER_PROTOCOL, GATEWAY_INTERFACE, SERVER_SOFTWARE, REDIRECT_STATUS=200.
+heisen_status heisen_fcgi_request_set_cgi(heisen_fcgi_request *req,
+                                          const char *method,
+                                          const char *request_uri,
+                                          const char *protocol,
+                                          const char *document_root,
+                                          const char *script_name,
+                                          const char *path_info);
+
+// Sets REMOTE_ADDR, REMOTE_PORT, SERVER_ADDR, SERVER_PORT, SERVER_NAME. NULL strings are
+// skipped; a port is set when it is not 0.
+heisen_status heisen_fcgi_request_set_peer(heisen_fcgi_request *req,
+                                           const char *remote_addr,
+                                           uint16_t remote_port,
+                                           const char *server_addr,
+                                           uint16_t server_port,
+                                           const char *server_name);
+
+// Adds an HTTP request header as nginx does: HTTP_NAME (uppercased, '-' to '_'), or
+// CONTENT_TYPE / CONTENT_LENGTH; `Proxy` (httpoxy) and names with bytes other than
+// [A-Za-z0-9-] are dropped (OK is returned); a repeated header is joined with ", "
+// ("; " for Cookie).
+heisen_status heisen_fcgi_request_add_http_header(heisen_fcgi_request *req,
+                                                  const uint8_t *name,
+                                                  size_t name_len,
+                                                  const uint8_t *value,
+                                                  size_t value_len);
+
+// HEISEN_FCGI_ROLE_RESPONDER (default), _AUTHORIZER or _FILTER.
+heisen_status heisen_fcgi_request_set_role(heisen_fcgi_request *req, int32_t role);
+
+// The request body (copied). Sets CONTENT_LENGTH unless it was set.
+heisen_status heisen_fcgi_request_set_body(heisen_fcgi_request *req,
+                                           const uint8_t *data,
+                                           size_t len);
+
+// The FILTER role's DATA stream (copied). Sets FCGI_DATA_LENGTH unless it was set.
+heisen_status heisen_fcgi_request_set_data(heisen_fcgi_request *req,
+                                           const uint8_t *data,
+                                           size_t len);
+
+// With `enabled` != 0 the body is pushed after sending with heisen_fcgi_request_write and
+// heisen_fcgi_request_finish (set CONTENT_LENGTH yourself: php-fpm needs it).
+heisen_status heisen_fcgi_request_set_streaming_body(heisen_fcgi_request *req, int32_t enabled);
+
+// With `raw` != 0 STDOUT goes to on_body unparsed, and on_headers is not called.
+heisen_status heisen_fcgi_request_set_raw(heisen_fcgi_request *req, int32_t raw);
+
+// Whole-request timeout in ms including the queue wait (0 = none), overriding the client's.
+heisen_status heisen_fcgi_request_set_timeout(heisen_fcgi_request *req,
+                                              uint32_t request_timeout_ms);
+
+// Sets the callbacks (each may be NULL), replacing earlier ones (whose user_data is released).
+// Only before sending; INVALID_ARGUMENT after (then user_data_free is called).
+heisen_status heisen_fcgi_request_set_callbacks(heisen_fcgi_request *req,
+                                                heisen_fcgi_headers_cb on_headers,
+                                                heisen_fcgi_data_cb on_body,
+                                                heisen_fcgi_data_cb on_stderr,
+                                                heisen_fcgi_end_cb on_end,
+                                                heisen_fcgi_drain_cb on_drain,
+                                                void *user_data,
+                                                heisen_free_fn user_data_free);
+
+// Number of response headers (from on_headers until on_end returns).
+heisen_status heisen_fcgi_request_header_count(heisen_fcgi_request *req, size_t *count_out);
+
+// Response header `index` (not NUL-terminated; valid until on_end returns).
+heisen_status heisen_fcgi_request_header(heisen_fcgi_request *req,
+                                         size_t index,
+                                         const uint8_t **name_out,
+                                         size_t *name_len_out,
+                                         const uint8_t **value_out,
+                                         size_t *value_len_out);
+
+// END_REQUEST's application status (0 if none arrived). In on_end.
+heisen_status heisen_fcgi_request_app_status(heisen_fcgi_request *req, uint32_t *app_status_out);
+
+// END_REQUEST's protocol status (0 complete, 1 cannot multiplex, 2 overloaded, 3 unknown
+// role), or -1 when no END_REQUEST arrived. In on_end.
+heisen_status heisen_fcgi_request_protocol_status(heisen_fcgi_request *req,
+                                                  int32_t *protocol_status_out);
+
+// Human-readable cause of the outcome (in on_end; "" before). Never NULL.
+const char *heisen_fcgi_request_reason(heisen_fcgi_request *req);
+
+// Sends `req`, which the library owns from now on, on every path. OK: on_end will be called
+// exactly once, never inside this call. Error: the callbacks are never called,
+// user_data_free is called and the request is freed.
+heisen_status heisen_fcgi_request_send(heisen_fcgi_client *client, heisen_fcgi_request *req);
+
+// Pushes streamed body bytes (after send, with heisen_fcgi_request_set_streaming_body). OK, or
+// BUSY when accepted but buffered above the high-water mark: wait for on_drain.
+heisen_status heisen_fcgi_request_write(heisen_fcgi_request *req, const uint8_t *data, size_t len);
+
+// Ends the streamed body.
+heisen_status heisen_fcgi_request_finish(heisen_fcgi_request *req);
+
+// Resumes delivery after a callback returned 1 (pause).
+heisen_status heisen_fcgi_request_resume(heisen_fcgi_request *req);
+
+// Aborts the request; on_end(HEISEN_STATUS_ABORTED) runs later, not inside this call.
+heisen_status heisen_fcgi_request_abort(heisen_fcgi_request *req);
+
+// Frees a request that was never sent (its user_data_free is called). A sent request belongs
+// to the library: this is then a no-op. NULL is a no-op.
+void heisen_fcgi_request_free(heisen_fcgi_request *req);
+
+// Sends `req` (taken on every path) and runs the client's reactor until it ends. Returns OK
+// when the exchange ran, whatever its outcome (see heisen_fcgi_response_outcome); REENTRANT
+// from inside a callback of the same reactor. The request's callbacks are not called (their
+// user_data_free is).
+heisen_status heisen_fcgi_client_fetch(heisen_fcgi_client *client,
+                                       heisen_fcgi_request *req,
+                                       heisen_fcgi_response **response_out);
+
+// The outcome: HEISEN_STATUS_OK (complete), TRUNCATED, BAD_GATEWAY, TIMEOUT, OVERLOADED,
+// CANT_MPX_CONN, UNKNOWN_ROLE or ABORTED.
+heisen_status heisen_fcgi_response_outcome(const heisen_fcgi_response *r, int32_t *outcome_out);
+
+// HTTP status from the CGI headers (0 when none arrived, or in raw mode).
+heisen_status heisen_fcgi_response_status(const heisen_fcgi_response *r, int32_t *http_status_out);
+
+// END_REQUEST's application status (0 when none arrived).
+heisen_status heisen_fcgi_response_app_status(const heisen_fcgi_response *r,
+                                              uint32_t *app_status_out);
+
+// Number of response headers.
+heisen_status heisen_fcgi_response_header_count(const heisen_fcgi_response *r, size_t *count_out);
+
+// Response header `index` (not NUL-terminated; valid until the response is freed).
+heisen_status heisen_fcgi_response_header(const heisen_fcgi_response *r,
+                                          size_t index,
+                                          const uint8_t **name_out,
+                                          size_t *name_len_out,
+                                          const uint8_t **value_out,
+                                          size_t *value_len_out);
+
+// The response body (valid until the response is freed; not NUL-terminated).
+heisen_status heisen_fcgi_response_body(const heisen_fcgi_response *r,
+                                        const uint8_t **data_out,
+                                        size_t *len_out);
+
+// The STDERR stream (valid until the response is freed; not NUL-terminated; untrusted).
+heisen_status heisen_fcgi_response_stderr(const heisen_fcgi_response *r,
+                                          const uint8_t **data_out,
+                                          size_t *len_out);
+
+// Human-readable cause of the outcome. Never NULL.
+const char *heisen_fcgi_response_reason(const heisen_fcgi_response *r);
+
+// Frees a response. NULL is a no-op.
+void heisen_fcgi_response_free(heisen_fcgi_response *r);
+
+// Asks backend `backend_index` (config order) for FCGI_MAX_CONNS, FCGI_MAX_REQS and
+// FCGI_MPXS_CONNS on a connection of its own. `cb` runs once, never inside this call.
+heisen_status heisen_fcgi_client_get_values(heisen_fcgi_client *client,
+                                            size_t backend_index,
+                                            heisen_fcgi_values_cb cb,
+                                            void *user_data,
+                                            heisen_free_fn user_data_free);
 
 #ifdef __cplusplus
 }  // extern "C"
