@@ -216,6 +216,21 @@ class PhpFpm(unittest.TestCase):
             self.assertLessEqual(st.conns_opened, threads * 2)
             self.assertEqual(st.bad_gateway + st.truncated + st.timeout, 0)
 
+    def test_ctrl_c_while_streaming_then_client_still_works(self) -> None:
+        import signal
+
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        self.addCleanup(timer.cancel)
+        t0 = time.monotonic()
+        with self.assertRaises(KeyboardInterrupt):
+            with self.client.stream(script=self.script("sleep.php"), query="s=3&flush=1") as s:
+                for _ in s:
+                    pass
+        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertTrue(s.ended)  # the with block aborted it
+        self.assertEqual(self.client.request(script=self.script("hello.php")).body, HELLO)
+
     def test_gil_is_released_while_waiting(self) -> None:
         done = threading.Event()
 
