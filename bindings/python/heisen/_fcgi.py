@@ -644,6 +644,7 @@ class FastCGIClient:
         with slot.lock:
             if slot.dead:
                 L.heisen_fcgi_request_free(req)
+                self._done_with(slot)  # frees a pool that close() left to this thread
                 raise ClosedError("the FastCGI client is closed", _lib.STATUS_CLOSED)
             status = L.heisen_fcgi_client_fetch(slot.client, req, byref(out))  # takes req
             try:
@@ -717,6 +718,7 @@ class FastCGIClient:
         L = _lib.lib()
         with slot.lock:
             if slot.dead:
+                self._done_with(slot)
                 raise ClosedError("the FastCGI client is closed", _lib.STATUS_CLOSED)
             key = cb.register(entry)
             status = L.heisen_fcgi_client_get_values(
@@ -1007,6 +1009,7 @@ class StreamingResponse:
                 # the library owns user_data now: freeing the request releases it
                 L.heisen_fcgi_request_free(req)
                 cb.release(key)
+                client._done_with(slot)
                 raise ClosedError("the FastCGI client is closed", _lib.STATUS_CLOSED)
             s.req = req
             status = L.heisen_fcgi_request_send(slot.client, req)  # takes req on every path
