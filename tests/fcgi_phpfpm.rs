@@ -346,49 +346,6 @@ fn reload_during_run_loses_nothing() {
     assert!(fpm.log().contains("reloading"), "php-fpm log:\n{}", fpm.log());
 }
 
-/// Requests/s against php-fpm with keep-alive on and off: 7 runs of 5,000 `hello.php`
-/// requests each, the two modes interleaved run by run so background load hits both alike;
-/// medians reported.
-/// `cargo test --release --test fcgi_phpfpm throughput -- --ignored --nocapture`
-#[test]
-#[ignore]
-fn throughput() {
-    const RUNS: usize = 7;
-    const N: usize = 5000;
-    for tcp in [false, true] {
-        let fpm = PhpFpm::start(Options { tcp, ..Options::default() });
-        let reactor = Reactor::new().unwrap();
-        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        for _ in 0..RUNS {
-            for (k, keep) in [true, false].into_iter().enumerate() {
-                let c = client(&reactor, &fpm, |cfg| cfg.keep_alive = keep);
-                let script = fpm.script("hello.php");
-                let t0 = Instant::now();
-                let results = run_many(&reactor, &c, N, 16, move |_| {
-                    let mut r = Request::new();
-                    r.param(b"SCRIPT_FILENAME", script.as_bytes()).unwrap();
-                    r.param(b"REQUEST_METHOD", b"GET").unwrap();
-                    r
-                });
-                let dt = t0.elapsed();
-                assert!(results.iter().all(|r| r.outcome() == Outcome::Complete && r.body == b"Hello, world!\n"));
-                rates[k].push(N as f64 / dt.as_secs_f64());
-            }
-        }
-        let mut line = Vec::new();
-        for (k, name) in ["on", "off"].iter().enumerate() {
-            let v = &mut rates[k];
-            v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            line.push(format!(
-                "keep-alive {name}: median {:.0} req/s (runs {:?})",
-                v[RUNS / 2],
-                v.iter().map(|r| r.round() as u64).collect::<Vec<_>>()
-            ));
-        }
-        eprintln!("php-fpm over {} (4 workers, 16 in flight): {}", if tcp { "TCP" } else { "unix" }, line.join("; "));
-    }
-}
-
 /// More pooled connections than php-fpm has workers: a worker stays with its kept connection,
 /// so a request on a connection no worker accepted would wait for the read timeout. The client
 /// notices (a later request on another connection finished first) and closes a connection
