@@ -81,7 +81,7 @@ static int run_until(heisen_reactor *r, int *flag, int rounds)
 }
 
 /* ------------------------------------------------------------------------------------------
- * F3: a write that fails with EPIPE drops the reply already waiting in the socket.
+ * F3 (fixed in 26c57c0): a write that fails with EPIPE dropped the reply already waiting in the socket.
  * The peer (a backend) writes its reply and closes; the user then writes (more request body):
  * EPIPE. The reply bytes are in the kernel, delivered before the hang-up, so THE GUARANTEE says
  * on_data gets them before HEISEN_STREAM_ERROR. This is the FastCGI case "a backend that
@@ -160,7 +160,7 @@ static int test_reply_then_close(void)
 }
 
 /* ------------------------------------------------------------------------------------------
- * F2: callbacks still run after heisen_reactor_free() was called from an earlier callback of
+ * F2 (fixed in 26c57c0): callbacks still ran after heisen_reactor_free() was called from an earlier callback of
  * the same round. The header: "a freed handle gets no further callbacks"; a C program that frees
  * the reactor and its own state in a callback gets called again with freed user_data. */
 static heisen_reactor *f2_r;
@@ -292,7 +292,7 @@ static int test_post_from_watch_after_free(void)
 }
 
 /* ------------------------------------------------------------------------------------------
- * F1: heisen_reactor_free() leaves streams open. The header: "every watch, timer, stream,
+ * F1 (fixed in 26c57c0): heisen_reactor_free() left streams open. The header: "every watch, timer, stream,
  * listener and FastCGI client still on it is closed (their user_data_free functions run) and
  * their handles then only return HEISEN_STATUS_CLOSED until you free them". A stream keeps its
  * socket, its user_data, and heisen_stream_write() still writes. */
@@ -320,8 +320,28 @@ static int test_reactor_free_closes_streams(void)
     return 1;
 }
 
+/* F6: the F1 fix misses a stream whose connect failed at once (no socket, error pending):
+ * heisen_reactor_free() does not release its user_data. Found by the c_api fuzz target after
+ * 26c57c0 (fuzz/regressions/c_api/F2-callback-after-reactor-free). */
+static int test_reactor_free_releases_failed_connect(void)
+{
+    heisen_reactor *r;
+    heisen_stream *s;
+    ud_freed = 0;
+    CHECK(heisen_reactor_new(&r) == HEISEN_STATUS_OK, "reactor_new");
+    CHECK(heisen_stream_connect(r, "unix:/nonexistent-dir/d.sock", 0, NULL, f3_event, NULL, count_free, &s) == HEISEN_STATUS_OK, "connect");
+    heisen_reactor_free(r);
+    int at_free = ud_freed;
+    heisen_status st = heisen_stream_write(s, (const uint8_t *)"x", 1);
+    heisen_stream_free(s);
+    CHECK(ud_freed == 1, "user_data_free ran %d times in all", ud_freed);
+    CHECK(at_free == 1, "user_data_free did not run at heisen_reactor_free");
+    CHECK(st == HEISEN_STATUS_CLOSED, "write after heisen_reactor_free: %s", heisen_strerror(st));
+    return 1;
+}
+
 /* ------------------------------------------------------------------------------------------
- * F4: inside HEISEN_STREAM_ERROR (and after it), heisen_stream_write() answers BUSY -- "the
+ * F4 (fixed in 26c57c0): inside HEISEN_STREAM_ERROR (and after it), heisen_stream_write() answered BUSY -- "the
  * data was accepted" -- when data was queued before the failure; the data is dropped. */
 static heisen_status f4_st = HEISEN_STATUS_OK;
 static int f4_done;
@@ -453,7 +473,7 @@ static int test_lying_reader_gets_all_before_hup(void)
 
 
 /* ------------------------------------------------------------------------------------------
- * F5: a listener that paused on EMFILE never resumes on its own. The header: "On EMFILE/ENFILE
+ * F5 (fixed in 26c57c0): a listener that paused on EMFILE never resumed on its own. The header: "On EMFILE/ENFILE
  * the listener pauses accepting and retries every 100 ms". The retry re-enables read interest,
  * but the accept callback had reported "drained", so nothing re-delivers the connections that
  * wait in the backlog (edge-triggered: no new edge comes until another client connects). */
@@ -527,14 +547,15 @@ int main(void)
     const char *s = getenv("HARDENING_STRICT");
     strict = s && *s == '1';
     report("stream: reply then close arrives whole", NULL, test_reply_then_close());
-    report("stream: EPIPE on write keeps the reply already received", "F3", test_epipe_keeps_reply());
-    report("reactor free in a callback: no deferred stream callback after it", "F2", test_deferred_after_free());
-    report("reactor free in a callback: no post after it", "F2", test_posts_after_free());
+    report("stream: EPIPE on write keeps the reply already received [F3]", NULL, test_epipe_keeps_reply());
+    report("reactor free in a callback: no deferred stream callback after it [F2]", NULL, test_deferred_after_free());
+    report("reactor free in a callback: no post after it [F2]", NULL, test_posts_after_free());
     report("reactor free in a callback: no timer after it", NULL, test_timers_after_free());
-    report("reactor free in a watch callback: its own post does not run", "F2", test_post_from_watch_after_free());
-    report("reactor free closes streams and releases their user_data", "F1", test_reactor_free_closes_streams());
-    report("stream write after HEISEN_STREAM_ERROR answers CLOSED", "F4", test_write_after_error());
-    report("listener resumes accepting after EMFILE", "F5", test_listener_resumes_after_emfile());
+    report("reactor free in a watch callback: its own post does not run [F2]", NULL, test_post_from_watch_after_free());
+    report("reactor free closes streams and releases their user_data [F1]", NULL, test_reactor_free_closes_streams());
+    report("reactor free releases a stream whose connect failed at once [F6]", "F6", test_reactor_free_releases_failed_connect());
+    report("stream write after HEISEN_STREAM_ERROR answers CLOSED [F4]", NULL, test_write_after_error());
+    report("listener resumes accepting after EMFILE [F5]", NULL, test_listener_resumes_after_emfile());
     report("watch with interest 0: half-close waits, data then one HUP", NULL, test_backpressure_watch());
     report("watch: a reader that lies still gets every byte before HUP", NULL, test_lying_reader_gets_all_before_hup());
     printf("%d passed, %d failed\n", passed + xfailed * 0, failed);

@@ -17,7 +17,7 @@ import socket
 import time
 import unittest
 
-from hhelp import common, fds, known_finding, rss_kb
+from hhelp import common, fds, rss_kb
 
 GET = b"GET /x.story HTTP/1.1\r\nHost: limits\r\n\r\n"
 
@@ -62,7 +62,6 @@ class Limits(unittest.TestCase):
         if not any(os.access(os.path.join(p, "prlimit"), os.X_OK) for p in os.environ.get("PATH", "").split(":")):
             raise unittest.SkipTest("prlimit (util-linux) is not installed")
 
-    @known_finding("F5")
     def test_low_nofile_accept_pauses_and_resumes(self):
         self.start([], 64)
         pid = self.httpd.proc.pid
