@@ -193,6 +193,8 @@ struct Req {
     enqueued: Instant,
     /// When it was put on its current connection (ms).
     attached_at: u64,
+    /// The starvation check (see `relieve_starving`) ran for its current connection.
+    starve_checked: bool,
 }
 
 impl Req {
@@ -555,6 +557,7 @@ impl State {
         req.phase = Phase::OnConn(cid, id);
         req.reused_conn = reused;
         req.attached_at = now;
+        req.starve_checked = false;
         req.last_send = now;
         req.last_recv = now;
         req.last_queued = 0;
@@ -607,6 +610,10 @@ impl State {
         let Some(req) = self.reqs.get(&rid) else { return };
         let mut next: Option<u64> = req.deadline;
         if let Phase::OnConn(..) = req.phase {
+            if !req.reused_conn && !req.got_any && !req.starve_checked {
+                let t = req.attached_at + STARVE_MS;
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
             let last = req.last_recv.max(req.last_send);
             for t in [(send_to > 0).then(|| req.last_send + send_to), (read_to > 0).then(|| last + read_to)]
                 .into_iter()
@@ -625,6 +632,7 @@ impl State {
     fn check_timeouts(&mut self, r: &Reactor, me: &Weak<Inner>, rid: ReqId, evs: &mut Vec<Ev>) {
         let now = r.now_ms();
         let (send_to, read_to) = (self.cfg.send_timeout_ms, self.cfg.read_timeout_ms);
+        self.relieve_starving(r, rid, now);
         let Some(req) = self.reqs.get_mut(&rid) else { return };
         let mut why = None;
         if req.deadline.is_some_and(|d| now >= d) {
@@ -654,6 +662,26 @@ impl State {
             }
             None => self.arm_timer(r, rid),
         }
+    }
+
+    /// A request on a fresh connection that got no byte for `STARVE_MS` most likely waits in
+    /// the backend's accept queue while every worker sits on one of our idle kept connections
+    /// (php-fpm serves one connection per worker). Close one idle connection so that a worker
+    /// goes back to accepting, and cap the backend's connections for a while. `conn_request_done`
+    /// does the same when a request finishes while another starves; this covers the case where
+    /// no request is left to finish.
+    fn relieve_starving(&mut self, r: &Reactor, rid: ReqId, now: u64) {
+        let Some(req) = self.reqs.get_mut(&rid) else { return };
+        let Phase::OnConn(cid, _) = req.phase else { return };
+        if req.reused_conn || req.got_any || req.starve_checked || now < req.attached_at + STARVE_MS {
+            return;
+        }
+        req.starve_checked = true;
+        let Some(b) = self.conns.get(&cid).filter(|c| c.connected && !c.mpx).map(|c| c.backend) else { return };
+        let Some(&idle) = self.backends[b].idle.first() else { return };
+        let serving = self.backends[b].conns.len().saturating_sub(1).max(1);
+        self.backends[b].soft_cap = Some((serving, now + SOFT_CAP_MS));
+        self.drop_conn(r, idle);
     }
 
     /// Ends a request early (timeout, abort, bad headers): frees its connection as well as
@@ -1611,6 +1639,7 @@ impl Client {
                     last_queued: 0,
                     enqueued: Instant::now(),
                     attached_at: now,
+                    starve_checked: false,
                 },
             );
             st.stats.add(Stat::Requests, 1);
