@@ -36,7 +36,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use timer::Timers;
 
 /// What a watcher callback tells the reactor after handling an action.
@@ -149,13 +149,15 @@ struct Core {
     pending: RefCell<VecDeque<Key>>,
     deferred: RefCell<VecDeque<Deferred>>,
     shared: Arc<Shared>,
-    start: Instant,
     now: Cell<u64>,
     running: Cell<bool>,
     stop: Cell<bool>,
     closed: Cell<bool>,
     holds: Cell<usize>,
-    pid: u32,
+    /// sys::fork_generation() when created: a different value means a forked child.
+    fork_gen: u64,
+    now_stale: Cell<bool>,
+    start_ms: u64,
     counters: CounterCells,
     trace: RefCell<Option<Box<dyn FnMut(&str)>>>,
     trace_on: Cell<bool>,
@@ -224,13 +226,14 @@ impl Reactor {
                 posts: Mutex::new(Some(VecDeque::new())),
                 has_posts: AtomicBool::new(false),
             }),
-            start: Instant::now(),
             now: Cell::new(0),
             running: Cell::new(false),
             stop: Cell::new(false),
             closed: Cell::new(false),
             holds: Cell::new(0),
-            pid: std::process::id(),
+            fork_gen: sys::fork_generation(),
+            now_stale: Cell::new(true),
+            start_ms: sys::monotonic_ms(),
             counters: CounterCells::default(),
             trace: RefCell::new(None),
             trace_on: Cell::new(*TRACE_ENV),
@@ -264,23 +267,26 @@ impl Reactor {
         c.timers.borrow_mut().next_deadline().map(|d| d.saturating_sub(now))
     }
 
-    /// Monotonic milliseconds since the reactor was created, cached per iteration.
+    /// Monotonic milliseconds since the reactor was created, cached per iteration (read from
+    /// the clock at most once per iteration, and only when something asks).
+    #[inline]
     pub fn now_ms(&self) -> u64 {
-        if self.core.running.get() {
-            self.core.now.get()
-        } else {
-            self.update_now()
+        let c = &self.core;
+        if c.now_stale.get() || !c.running.get() {
+            c.now.set(self.clock_ms());
+            c.now_stale.set(false);
         }
+        c.now.get()
     }
 
     fn clock_ms(&self) -> u64 {
-        self.core.start.elapsed().as_millis() as u64
+        sys::monotonic_ms().saturating_sub(self.core.start_ms)
     }
 
-    fn update_now(&self) -> u64 {
-        let n = self.clock_ms();
-        self.core.now.set(n);
-        n
+    /// The next now_ms() reads the clock again.
+    #[inline]
+    fn update_now(&self) {
+        self.core.now_stale.set(true);
     }
 
     /// True after [`Reactor::close`].
@@ -290,7 +296,7 @@ impl Reactor {
 
     /// True when called in the process that created the reactor.
     pub fn same_process(&self) -> bool {
-        std::process::id() == self.core.pid
+        sys::fork_generation() == self.core.fork_gen
     }
 
     /// The counters.
@@ -692,7 +698,10 @@ impl Reactor {
     }
 
     fn run_timers(&self) {
-        let now = self.core.now.get();
+        if self.core.timers.borrow().is_empty() {
+            return;
+        }
+        let now = self.now_ms();
         loop {
             let due = self.core.timers.borrow_mut().pop_due(now);
             let Some((key, mut cb)) = due else { break };
@@ -730,7 +739,8 @@ impl Reactor {
     }
 
     fn run_posts(&self) {
-        if !self.core.shared.has_posts.swap(false, Ordering::AcqRel) {
+        let posts = &self.core.shared.has_posts;
+        if !posts.load(Ordering::Acquire) || !posts.swap(false, Ordering::AcqRel) {
             return;
         }
         let batch = {
@@ -833,8 +843,8 @@ impl Reactor {
             let timeout = if mode == RunMode::NoWait || busy || (mode == RunMode::Once && did_work) {
                 Some(Duration::ZERO)
             } else {
-                let now = c.now.get();
-                c.timers.borrow_mut().next_deadline().map(|d| Duration::from_millis(d.saturating_sub(now)))
+                let next = c.timers.borrow_mut().next_deadline();
+                next.map(|d| Duration::from_millis(d.saturating_sub(self.now_ms())))
             };
             self.poll_once(timeout)?;
             Self::bump(&c.counters.iterations, 1);

@@ -46,6 +46,12 @@ impl<F> Timers<F> {
         })
     }
 
+    /// True when no timer entry is pending (nothing can fire).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
     /// Live timers that keep the loop running.
     pub fn active_refs(&self) -> usize {
         self.active_refs
