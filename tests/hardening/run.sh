@@ -32,7 +32,7 @@ if ${CC:-cc} -std=c99 -Wall -Wextra -Werror -g -Iinclude tests/hardening/finding
         -L"$ROOT/target/release" -lheisen -Wl,-rpath,"$ROOT/target/release" -o "$OUT/findings"; then
     "$OUT/findings" || rc=1
     if [ "${HARDENING_VALGRIND:-1}" != 0 ] && command -v valgrind >/dev/null; then
-        if valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
+        if HARDENING_UNDER_VALGRIND=1 valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=99 \
                 "$OUT/findings" >"$OUT/findings.valgrind.log" 2>&1; then
             echo "findings under valgrind: 0 errors, 0 leaks"
         else
