@@ -822,21 +822,14 @@ impl Reactor {
         let c = &self.core;
         loop {
             self.update_now();
-            let k = &c.counters;
-            let before = k.timers_fired.get() + k.posts_run.get() + k.dispatches.get();
-            let deferred = !c.deferred.borrow().is_empty();
-            self.run_timers();
-            self.run_posts();
-            self.run_deferred();
-            self.run_pending();
-            // Work done before the poll: a single iteration must not then block.
-            let did_work = deferred || k.timers_fired.get() + k.posts_run.get() + k.dispatches.get() != before;
+            let did_work = self.run_ready_work();
             if c.stop.get() || c.closed.get() {
                 return Ok(());
             }
             if mode == RunMode::Default && !self.alive() {
                 return Ok(());
             }
+            // Work done before the poll: a single iteration must not then block.
             let busy = !c.pending.borrow().is_empty()
                 || !c.deferred.borrow().is_empty()
                 || c.shared.has_posts.load(Ordering::Acquire);
@@ -851,12 +844,42 @@ impl Reactor {
             if mode != RunMode::Default {
                 if !c.closed.get() {
                     self.update_now();
-                    self.run_timers();
-                    self.run_posts();
+                    if !c.timers.borrow().is_empty() {
+                        self.run_timers();
+                    }
+                    if c.shared.has_posts.load(Ordering::Relaxed) {
+                        self.run_posts();
+                    }
                 }
                 return Ok(());
             }
         }
+    }
+
+    /// Timers due, posts, deferred calls and re-dispatches; true when any ran. The checks are
+    /// inline and cheap, so an idle queue costs a load, not a call.
+    #[inline]
+    fn run_ready_work(&self) -> bool {
+        let c = &self.core;
+        let mut did = false;
+        if !c.timers.borrow().is_empty() {
+            let before = c.counters.timers_fired.get();
+            self.run_timers();
+            did |= c.counters.timers_fired.get() != before;
+        }
+        if c.shared.has_posts.load(Ordering::Relaxed) {
+            self.run_posts();
+            did = true;
+        }
+        if !c.deferred.borrow().is_empty() {
+            self.run_deferred();
+            did = true;
+        }
+        if !c.pending.borrow().is_empty() {
+            self.run_pending();
+            did = true;
+        }
+        did
     }
 
     fn poll_once(&self, timeout: Option<Duration>) -> Result<(), RunError> {
