@@ -130,9 +130,10 @@ impl Stream {
                 // Report asynchronously, like every other outcome.
                 let s = Stream::new_inner(r, None, -1, h);
                 s.inner.st.borrow_mut().connecting = true;
-                let weak = Rc::downgrade(&s.inner);
+                // The guard closes the stream if the reactor closes before this runs.
+                let guard = CloseWithReactor(Rc::downgrade(&s.inner));
                 r.defer(Box::new(move |_| {
-                    if let Some(inner) = weak.upgrade() {
+                    if let Some(inner) = guard.0.upgrade() {
                         Stream { inner }.fail(e);
                     }
                 }));
