@@ -88,7 +88,7 @@ meta = {
     "started": "$STARTED", "finished": sh("date -u +%Y-%m-%dT%H:%M:%SZ"), "seconds": $((T1 - T0)),
     "commit": commit, "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
     "mode": "quick smoke run (BENCH_QUICK=1)" if "$BENCH_QUICK" == "1" else "full run",
-    "rounds_note": "rounds: reactor ${BENCH_ROUNDS:-$([ "$BENCH_QUICK" = 1 ] && echo 1 || echo 5)}, others ${BENCH_ROUNDS:-$([ "$BENCH_QUICK" = 1 ] && echo 1 || echo 3)} (memory 1-2)",
+    "rounds_note": "rounds: reactor ${BENCH_ROUNDS:-$([ "$BENCH_QUICK" = 1 ] && echo 1 || echo 4)}, others ${BENCH_ROUNDS:-$([ "$BENCH_QUICK" = 1 ] && echo 1 || echo 3)} (memory 1-2)",
     "suite_seconds": {$(for s in "${SUITES[@]}"; do printf '"%s": %s, ' "$s" "${SECS[$s]}"; done)},
     "versions": "nginx $(ver nginx), php-fpm $(ver php8.2-fpm), libev $(ver libev-dev), libevent $(ver libevent-dev), "
                 "libuv $(ver libuv1-dev), libfcgi $(ver libfcgi-dev), wrk $(ver wrk), valgrind $(ver valgrind), "

@@ -17,7 +17,7 @@ suite_begin $SUITE
 if quick; then
     ROUNDS="${BENCH_ROUNDS:-1}"; N_KA=8000; N_NEW=3000; N_CGI=100
 else
-    ROUNDS="${BENCH_ROUNDS:-3}"; N_KA=40000; N_NEW=15000; N_CGI=400
+    ROUNDS="${BENCH_ROUNDS:-3}"; N_KA=30000; N_NEW=10000; N_CGI=300
 fi
 CONCS="1 32"
 W="$BENCH_TMP/fcgi"
@@ -120,7 +120,7 @@ done
 # different lengths, so start-up and connection set-up cancel out; deterministic enough to
 # track between commits. heisen-fcgi's profile is kept for the report.
 if have valgrind; then
-    if quick; then CG_CASES="32:1"; CG_N1=1000; CG_N2=3000; else CG_CASES="32:1 1:0"; CG_N1=2000; CG_N2=6000; fi
+    if quick; then CG_CASES="32:1"; CG_N1=1000; CG_N2=3000; else CG_CASES="32:1 1:0"; CG_N1=1000; CG_N2=3000; fi
     log "fcgi: callgrind instructions per request ($CG_CASES)"
     for cc in $CG_CASES; do
         c=${cc%%:*}; ka=${cc#*:}

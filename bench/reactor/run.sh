@@ -23,7 +23,7 @@ if quick; then
     NS="1000"; AS="1 100"; TIMERS="0 1"
     CG_CASES="1000:100:0"
 else
-    ROUNDS="${BENCH_ROUNDS:-5}"; RUNS=5; WRITES=10000
+    ROUNDS="${BENCH_ROUNDS:-4}"; RUNS=4; WRITES=10000
     NS="100 1000 10000"; AS="1 100"; TIMERS="0 1"
     CG_CASES=""   # all
 fi
