@@ -10,6 +10,10 @@
 #   PHP_WORKERS       php-fpm workers per instance (default 20)
 #   FCGI_CONNS        FastCGI connections per backend and worker, heisen-httpd
 #                     -fastcgi-conns and nginx upstream keepalive (default 8)
+#   NO_PHP=1          start_backends starts no php-fpm
+#   FRONT_PREFIX      command prefix for the fronts (e.g. valgrind --tool=callgrind ...);
+#                     nginx then runs in the foreground as a single process
+#                     (daemon off; master_process off), in the background of this shell
 
 HTTP_W="${HTTP_W:-$BENCH_TMP/http}"
 TASKSET="${TASKSET:-}"
@@ -45,7 +49,7 @@ start_backends() {
     pd="$HTTP_W/php-$name"
     printf -v "P_DIR_$name" '%s' "$pd"
     printf -v "P_SOCK_$name" '%s' ""
-    if have_php_fpm; then
+    if [ "${NO_PHP:-0}" != 1 ] && have_php_fpm; then
         if $TASKSET "$PHP_FPM_SH" start "$pd" --workers "$PHP_WORKERS" --quiet >/dev/null 2>>"$HTTP_W/php-fpm.err"; then
             printf -v "P_SOCK_$name" '%s' "$pd/php-fpm.sock"
         fi
@@ -115,8 +119,8 @@ worker_processes $workers;
 worker_rlimit_nofile 20000;
 pid $d/nginx.pid;
 error_log $d/error.log warn;
-daemon on;
-master_process on;
+daemon $([ -n "${FRONT_PREFIX:-}" ] && echo off || echo on);
+master_process $([ -n "${FRONT_PREFIX:-}" ] && echo off || echo on);
 events { worker_connections 16384; use epoll; multi_accept off; }
 http {
     access_log off;
@@ -149,6 +153,12 @@ $(nginx_params)
 }
 EOF
     rm -f "$d/nginx.pid"
+    if [ -n "${FRONT_PREFIX:-}" ]; then
+        env "$@" $TASKSET $FRONT_PREFIX "$NGINX_BIN" -c "$d/nginx.conf" -p "$d" >>"$d/start.log" 2>&1 &
+        NGINX_PID=$!
+        wait_tcp_port "$NGINX_KA_PORT" 30 && wait_tcp_port "$NGINX_PORT" 5
+        return
+    fi
     if ! env "$@" $TASKSET "$NGINX_BIN" -c "$d/nginx.conf" -p "$d" >>"$d/start.log" 2>&1; then
         NGINX_PID=""
         return 1
@@ -160,7 +170,7 @@ EOF
 }
 
 stop_nginx() {
-    [ -n "${NGINX_PID:-}" ] && stop_pid "$NGINX_PID" QUIT
+    [ -n "${NGINX_PID:-}" ] && stop_pid "$NGINX_PID" "$([ -n "${FRONT_PREFIX:-}" ] && echo TERM || echo QUIT)"
     NGINX_PID=""
 }
 
@@ -172,12 +182,12 @@ start_heisen() {
     HEISEN_PORT=$(free_port)
     local php=()
     [ -n "${P_SOCK_heisen:-}" ] && php=(-fastcgi .php "unix:$P_SOCK_heisen")
-    env "$@" $TASKSET "$HEISEN_BIN_DIR/heisen-httpd" -bind "127.0.0.1:$HEISEN_PORT" -sandbox "$HTTP_W/www" \
+    env "$@" $TASKSET ${FRONT_PREFIX:-} "$HEISEN_BIN_DIR/heisen-httpd" -bind "127.0.0.1:$HEISEN_PORT" -sandbox "$HTTP_W/www" \
         -fastcgi .fcgi "unix:$R_SOCK_heisen" "${php[@]}" -cpu "$workers" -foreground -accesslog off \
         -fastcgi-conns "$FCGI_CONNS" -keepalive-timeout 600000 -max-conns 20000 \
         >>"$HTTP_W/heisen-httpd.log" 2>&1 &
     HEISEN_PID=$!
-    wait_tcp_port "$HEISEN_PORT" 10
+    wait_tcp_port "$HEISEN_PORT" 30
 }
 
 stop_heisen() {

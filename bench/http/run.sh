@@ -130,6 +130,53 @@ for phase in $PHASES; do
     cleanup
 done
 
+# ---- user-space instructions per request of the front (callgrind) ----
+# Each front runs under callgrind (nginx as a single process); after a warm-up the counts are
+# zeroed (callgrind_control -z), wrk runs with 8 connections against the libfcgi responder,
+# and the front is stopped: its final dump (taken at exit, so the profile keeps its call
+# context; shutdown adds well under 1%) divided by wrk's request count is the front's
+# user-space Ir per request. heisen-httpd's profile (top entries) goes in the report.
+if have valgrind && have callgrind_control; then
+    log "http: callgrind instructions per request of the fronts"
+    NO_PHP=1; TASKSET=""
+    for b in heisen nginxka; do start_backends $b; done
+    for f in "${FRONTS[@]}"; do
+        [ "$f" = nginx ] && continue
+        cg="$HTTP_W/cg.$f"
+        rm -f "$cg" "$cg".*
+        FRONT_PREFIX="valgrind --tool=callgrind --callgrind-out-file=$cg"
+        case $f in
+            heisen-httpd) start_heisen 1 || { note $SUITE "heisen-httpd did not start under valgrind"; FRONT_PREFIX=""; continue; }; vp=$HEISEN_PID; port=$HEISEN_PORT ;;
+            nginx-ka) start_nginx 1 || { note $SUITE "nginx did not start under valgrind"; FRONT_PREFIX=""; continue; }; vp=$NGINX_PID; port=$NGINX_KA_PORT ;;
+        esac
+        wrk -t 1 -c 8 -d 1s "http://127.0.0.1:$port/hello.fcgi" >/dev/null 2>&1
+        callgrind_control -z "$vp" >/dev/null 2>&1
+        out=$(wrk -t 1 -c 8 -d "$(quick && echo 1 || echo 2)s" -s "$HERE/report.lua" "http://127.0.0.1:$port/hello.fcgi" 2>/dev/null | grep '^{' | tail -n1)
+        kill -TERM "$vp" 2>/dev/null
+        for ((i = 0; i < 300; i++)); do kill -0 "$vp" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$vp" 2>/dev/null
+        wait "$vp" 2>/dev/null
+        HEISEN_PID=""; NGINX_PID=""; FRONT_PREFIX=""
+        [ -s "$cg" ] || echo "http: $f under callgrind left no dump (see $HTTP_W/*.log)" >> "$HTTP_W/wrk.err"
+        ir=$(awk '/^totals:/ {print $2}' "$cg" 2>/dev/null)
+        req=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])' 2>/dev/null)
+        if [ -n "$ir" ] && [ -n "$req" ] && [ "$req" -gt 0 ]; then
+            sample $SUITE callgrind "{\"backend\":\"libfcgi\",\"conns\":8}" "$f" 1 \
+                "{\"ir\":$ir,\"requests\":$req,\"ir_per_request\":$((ir / req))}"
+            if [ "$f" = heisen-httpd ] && have callgrind_annotate; then
+                # inclusive: after callgrind_control -z the self costs collapse onto the
+                # thread's root, the inclusive ones stay right
+                callgrind_annotate --auto=no --inclusive=yes --threshold=99 "$cg" 2>/dev/null | sed -n '/^Ir /,$p' |
+                    grep -v -e '^-' -e '^ *$' | sed -n '1,40p' > "$BENCH_TMP/profile.heisen-httpd.txt" || true
+            fi
+        else
+            note $SUITE "$f: no callgrind figures"
+        fi
+        rm -f "$cg" "$cg".*
+    done
+    for b in heisen nginxka; do stop_backends $b; done
+fi
+
 if [ -z "${BENCH_ORCHESTRATED:-}" ]; then
     python3 "$BENCH_DIR/lib/report.py" --suite $SUITE
 fi

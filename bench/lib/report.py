@@ -333,6 +333,24 @@ def http_md(d, targets):
            "upstream `keepalive`; nginx = a new FastCGI connection per request.\n",
            table_md(["cores", "workers", "backend", "conns", "front", "req/s", "×nginx-ka", "p50 µs", "p99 µs", "non-2xx",
                      "sock err", "front CPU µs/req", "×nginx-ka", "backend CPU µs/req", "wrk CPU µs/req"], rows)]
+    if (S, "callgrind") in d.g:
+        rows2 = []
+        for k, case in d.cases[(S, "callgrind")].items():
+            base = d.stat(S, "callgrind", k, "nginx-ka", "ir_per_request")
+            for c in order(d.contenders(S, "callgrind"), HTTP_ORDER):
+                st = d.stat(S, "callgrind", k, c, "ir_per_request")
+                if st:
+                    rows2.append([c, fmt(st["median"], 0), rfmt(ratio(st, base))])
+        out.append("\n**Front-end user-space instructions per request** (callgrind; nginx as a single process; "
+                   "wrk -c 8 on the libfcgi responder, counted after a warm-up; HTTP keep-alive, FastCGI keep-alive)\n")
+        out.append(table_md(["front", "Ir/request", "×nginx-ka"], rows2))
+    pf = os.path.join(TMP, "profile.heisen-httpd.txt")
+    if os.path.exists(pf):
+        import re
+        lines = [re.sub(r" \[[^]]*\]$", "", l.rstrip()) for l in open(pf) if l.strip() and not l.startswith("-")]
+        if lines:
+            out.append("\n<details><summary>heisen-httpd profile (callgrind, inclusive Ir per function, top entries)</summary>\n")
+            out.append("```\n" + "\n".join(lines[:34]) + "\n```\n</details>")
     if "heisen-httpd" in cs:
         for k, case in cases:
             if not case["pinned"] or case["backend"] != "libfcgi":
