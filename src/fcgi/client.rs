@@ -28,7 +28,8 @@ use super::writer;
 use crate::reactor::{Reactor, RunError, RunMode, TimerId};
 use crate::stream::{Stream, StreamHandler};
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use super::idmap::IdMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::rc::{Rc, Weak};
@@ -227,6 +228,9 @@ struct Backend {
     down_until: u64,
     /// Connections the backend really serves at once, learned from starvation, until when.
     soft_cap: Option<(usize, u64)>,
+    /// When `starving` last scanned this backend's requests (it runs at most every
+    /// `STARVE_MS / 2`: starvation takes `STARVE_MS` to show, and the scan is O(requests)).
+    last_starve_scan: u64,
 }
 
 struct Mgmt {
@@ -241,7 +245,7 @@ struct Conn {
     backend: usize,
     parser: Parser,
     /// Request ids in use; `None` = given up by the caller, records dropped until END_REQUEST.
-    ids: HashMap<u16, Option<ReqId>>,
+    ids: IdMap<u16, Option<ReqId>>,
     connected: bool,
     served: u64,
     mpx: bool,
@@ -263,15 +267,15 @@ enum Ev {
 struct State {
     cfg: Config,
     backends: Vec<Backend>,
-    reqs: HashMap<ReqId, Req>,
-    conns: HashMap<ConnId, Conn>,
+    reqs: IdMap<ReqId, Req>,
+    conns: IdMap<ConnId, Conn>,
     queue: VecDeque<ReqId>,
     next_id: u64,
     rr: usize,
     stats: Stats,
     closed: bool,
     /// Ends of requests whose handler was out (being called) when they ended.
-    orphans: HashMap<ReqId, End>,
+    orphans: IdMap<ReqId, End>,
     /// A deferred `schedule` is on its way.
     schedule_queued: bool,
 }
@@ -490,7 +494,7 @@ impl State {
                 stream,
                 backend: b,
                 parser: Parser::new(),
-                ids: HashMap::new(),
+                ids: IdMap::default(),
                 connected: false,
                 served: 0,
                 mpx: false,
@@ -858,8 +862,12 @@ impl State {
             && conn.stream.queued() == 0
             && (max_reqs == 0 || conn.served < max_reqs);
         let b = conn.backend;
+        let scan_due = now >= self.backends[b].last_starve_scan + STARVE_MS / 2;
         let starving = match started {
-            Some(t) if reusable => self.starving(b, cid, t, now),
+            Some(t) if reusable && scan_due => {
+                self.backends[b].last_starve_scan = now;
+                self.starving(b, cid, t, now)
+            }
             _ => 0,
         };
         if starving > 0 {
@@ -1556,6 +1564,7 @@ impl Client {
                 probe: if probe { Probe::NotStarted } else { Probe::Unneeded },
                 down_until: 0,
                 soft_cap: None,
+                last_starve_scan: 0,
             })
             .collect();
         let inner = Rc::new_cyclic(|me| Inner {
@@ -1564,14 +1573,14 @@ impl Client {
             st: RefCell::new(State {
                 cfg: config,
                 backends,
-                reqs: HashMap::new(),
-                conns: HashMap::new(),
+                reqs: IdMap::default(),
+                conns: IdMap::default(),
                 queue: VecDeque::new(),
                 next_id: 0,
                 rr: 0,
                 stats: Stats::default(),
                 closed: false,
-                orphans: HashMap::new(),
+                orphans: IdMap::default(),
                 schedule_queued: false,
             }),
         });

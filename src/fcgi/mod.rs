@@ -32,6 +32,7 @@
 //! ```
 
 pub mod cgi;
+mod idmap;
 mod client;
 mod config;
 pub mod nv;

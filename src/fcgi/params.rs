@@ -44,10 +44,23 @@ pub enum HeaderUse {
 
 /// An ordered set of parameters. Setting a name again replaces its value in place.
 /// Every pair is checked to fit in one PARAMS record when it is set, so sending cannot fail.
-#[derive(Clone, Debug, Default, Eq, PartialEq)]
+///
+/// Names and values live in one byte buffer (no allocation per parameter); a replaced value
+/// leaves its old bytes behind until the set is dropped.
+#[derive(Clone, Debug, Default)]
 pub struct Params {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    bytes: Vec<u8>,
+    /// Per pair: name start, name length, value start, value length (in `bytes`).
+    entries: Vec<[u32; 4]>,
 }
+
+impl PartialEq for Params {
+    fn eq(&self, other: &Params) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Params {}
 
 impl Params {
     pub fn new() -> Params {
@@ -55,21 +68,38 @@ impl Params {
     }
 
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.entries.is_empty()
+    }
+
+    fn slice(&self, start: u32, len: u32) -> &[u8] {
+        &self.bytes[start as usize..start as usize + len as usize]
+    }
+
+    fn position(&self, name: &[u8]) -> Option<usize> {
+        self.entries.iter().position(|e| e[1] as usize == name.len() && self.slice(e[0], e[1]) == name)
     }
 
     /// The value of `name` (exact, case-sensitive match).
     pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
-        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| &v[..])
+        self.position(name).map(|i| {
+            let e = self.entries[i];
+            self.slice(e[2], e[3])
+        })
     }
 
     /// Pairs in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.pairs.iter().map(|(n, v)| (&n[..], &v[..]))
+        self.entries.iter().map(|e| (self.slice(e[0], e[1]), self.slice(e[2], e[3])))
+    }
+
+    fn push_bytes(&mut self, b: &[u8]) -> [u32; 2] {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(b);
+        [start, b.len() as u32]
     }
 
     /// Sets `name` to `value`, replacing an earlier value.
@@ -78,9 +108,21 @@ impl Params {
             return Err(ParamsError::Invalid("empty parameter name"));
         }
         check_param(name, value)?;
-        match self.pairs.iter_mut().find(|(n, _)| n == name) {
-            Some(pair) => pair.1 = value.to_vec(),
-            None => self.pairs.push((name.to_vec(), value.to_vec())),
+        if self.bytes.capacity() == 0 {
+            self.bytes.reserve(1024);
+            self.entries.reserve(24);
+        }
+        match self.position(name) {
+            Some(i) => {
+                let [vs, vl] = self.push_bytes(value);
+                self.entries[i][2] = vs;
+                self.entries[i][3] = vl;
+            }
+            None => {
+                let [ns, nl] = self.push_bytes(name);
+                let [vs, vl] = self.push_bytes(value);
+                self.entries.push([ns, nl, vs, vl]);
+            }
         }
         Ok(())
     }
@@ -95,9 +137,13 @@ impl Params {
 
     /// Removes `name`; true if it was present.
     pub fn remove(&mut self, name: &[u8]) -> bool {
-        let before = self.pairs.len();
-        self.pairs.retain(|(n, _)| n != name);
-        before != self.pairs.len()
+        match self.position(name) {
+            Some(i) => {
+                self.entries.remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Adds an environ-style block `NAME=VALUE\0NAME=VALUE\0...` (the last `\0` optional;

@@ -7,7 +7,7 @@
 
 use super::nv::{self, NvError, Pair};
 use super::proto::{Header, ProtocolStatus, RecordType, HEADER_LEN, VERSION_1};
-use std::collections::HashMap;
+use super::idmap::IdMap;
 use std::fmt;
 
 /// What a record (or a piece of one) means to the client.
@@ -109,7 +109,7 @@ pub struct Parser {
     /// Content of a fixed-size or management record being collected.
     discrete: Vec<u8>,
     padding_left: usize,
-    active: HashMap<u16, IdState>,
+    active: IdMap<u16, IdState>,
     error: Option<ParseError>,
 }
 
