@@ -393,9 +393,9 @@ def mem_md(d, targets):
                     continue
                 rows.append([c, case["conns"], cell(g("held"), 0, False), cell(g("rss_before_kb"), 0, False), cell(g("rss_after_kb"), 0, False),
                              cell(g("rss_per_conn_bytes"), 0, False), cell(g("anon_per_conn_bytes"), 0, False),
-                             cell(g("closed_by_peer"), 0, False)])
-        out.append("\n**Idle keep-alive connections** (one worker; RSS of all the server's processes, kB; per connection = growth / connections)\n")
-        out.append(table_md(["server", "connections", "held", "RSS before kB", "RSS holding kB", "RSS bytes/conn", "anon bytes/conn", "closed by server"], rows))
+                             cell(g("heap_per_conn_bytes"), 0, False), cell(g("closed_by_peer"), 0, False)])
+        out.append("\n**Idle keep-alive connections** (one worker; RSS of all the server's processes, kB; per connection = growth / connections; live heap from the LD_PRELOAD counter)\n")
+        out.append(table_md(["server", "connections", "held", "RSS before kB", "RSS holding kB", "RSS bytes/conn", "anon bytes/conn", "live heap bytes/conn", "closed by server"], rows))
         if "heisen-httpd" in d.contenders(S, t):
             for k, case in d.cases[(S, t)].items():
                 h, n = d.stat(S, t, k, "heisen-httpd", "rss_per_conn_bytes"), d.stat(S, t, k, "nginx", "rss_per_conn_bytes")

@@ -81,13 +81,17 @@ EOF
 
 # ---- 1. idle keep-alive connections ----
 idle_round() { # SERVER ROUND
-    local s=$1 r=$2
-    start_server "$s" || { note $SUITE "$s failed to start"; return; }
+    local s=$1 r=$2 mcf="$HTTP_W/mc.idle.$1"
+    rm -f "$mcf"
+    # under the heap counter too (its own pages are in both RSS figures, so they cancel out)
+    start_server "$s" LD_PRELOAD="$MC" MALLOC_COUNT_OUT="$mcf" || { note $SUITE "$s failed to start"; return; }
     "$BENCH_BIN/holdconns" -p "$SRV_PORT" -n 50 -u /index.html < /dev/null > /dev/null 2>&1   # warm-up, closed again
     sleep 0.3
-    local pids before after fifo="$HTTP_W/hold.fifo" out="$HTTP_W/hold.out"
+    local pids before after fifo="$HTTP_W/hold.fifo" out="$HTTP_W/hold.out" h0 h1
     pids=$(descendants "$SRV_PID" | tr '\n' ' ')
     before=$(rss_kb $pids)
+    kill -s "$SIG" $SRV_WORKERS 2>/dev/null; sleep 0.1
+    h0=$(mc_sum "$mcf" signal $SRV_WORKERS)
     rm -f "$fifo" "$out"; mkfifo "$fifo"
     "$BENCH_BIN/holdconns" -p "$SRV_PORT" -n "$IDLE_CONNS" -u /index.html < "$fifo" > "$out" 2>&1 &
     local hp=$! i
@@ -96,6 +100,8 @@ idle_round() { # SERVER ROUND
     sleep 0.5
     pids=$(descendants "$SRV_PID" | tr '\n' ' ')
     after=$(rss_kb $pids)
+    kill -s "$SIG" $SRV_WORKERS 2>/dev/null; sleep 0.1
+    h1=$(mc_sum "$mcf" signal $SRV_WORKERS)
     exec 7>&-
     wait $hp 2>/dev/null
     local held closed
@@ -105,8 +111,10 @@ idle_round() { # SERVER ROUND
     if [ -z "$held" ]; then note $SUITE "$s: holdconns did not get $IDLE_CONNS connections up"; return; fi
     set -- $before; local rb=$1 ab=$2
     set -- $after; local ra=$1 aa=$2
+    set -- $h0; local l0=$2
+    set -- $h1; local l1=$2
     sample $SUITE idle "{\"conns\":$IDLE_CONNS}" "$s" "$r" \
-        "{\"held\":$held,\"closed_by_peer\":${closed:-0},\"rss_before_kb\":$rb,\"rss_after_kb\":$ra,\"anon_before_kb\":$ab,\"anon_after_kb\":$aa,\"rss_per_conn_bytes\":$(( (ra - rb) * 1024 / held )),\"anon_per_conn_bytes\":$(( (aa - ab) * 1024 / held ))}"
+        "{\"held\":$held,\"closed_by_peer\":${closed:-0},\"rss_before_kb\":$rb,\"rss_after_kb\":$ra,\"anon_before_kb\":$ab,\"anon_after_kb\":$aa,\"rss_per_conn_bytes\":$(( (ra - rb) * 1024 / held )),\"anon_per_conn_bytes\":$(( (aa - ab) * 1024 / held )),\"heap_per_conn_bytes\":$(( (l1 - l0) / held ))}"
     [ "${held:-0}" -lt "$IDLE_CONNS" ] && note $SUITE "$s: only $held of $IDLE_CONNS connections were held"
     return 0
 }
