@@ -545,6 +545,54 @@ static int test_listener_resumes_after_emfile(void)
     return 1;
 }
 
+/* F7: freeing the reactor inside a listener's accept callback panics inside the library
+ * ("RefCell already borrowed": the reactor drops the listener's callback, whose guard closes the
+ * listener, while it still holds its watcher table) -- heisen_reactor_run() returns
+ * HEISEN_STATUS_PANIC. Found by the c_api fuzz target after 26c57c0
+ * (fuzz/regressions/c_api/F2-accept-after-reactor-free). */
+static heisen_reactor *f7_r;
+static int f7_calls;
+static void f7_accept(heisen_listener *l, int fd, void *ud)
+{
+    (void)l, (void)ud;
+    close(fd);
+    f7_calls++;
+    if (f7_r) {
+        heisen_reactor_free(f7_r);
+        f7_r = NULL;
+    }
+}
+
+static int test_reactor_free_in_accept(void)
+{
+    heisen_listener *l;
+    uint16_t port = 0;
+    f7_calls = 0;
+    CHECK(heisen_reactor_new(&f7_r) == HEISEN_STATUS_OK, "reactor_new");
+    heisen_reactor *r = f7_r;
+    CHECK(heisen_listener_new(r, "tcp:127.0.0.1:0", 16, 0, f7_accept, NULL, NULL, &l) == HEISEN_STATUS_OK, "listener_new");
+    CHECK(heisen_listener_port(l, &port) == HEISEN_STATUS_OK, "port");
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(c >= 0 && connect(c, (struct sockaddr *)&sa, sizeof sa) == 0, "connect");
+    heisen_status st = HEISEN_STATUS_OK;
+    for (int i = 0; i < 20 && f7_r; i++)
+        st = heisen_reactor_run(r, HEISEN_RUN_NOWAIT);
+    if (f7_r) {
+        heisen_reactor_free(f7_r);
+        f7_r = NULL;
+    }
+    heisen_listener_free(l);
+    close(c);
+    CHECK(f7_calls == 1, "%d accept callbacks", f7_calls);
+    CHECK(st == HEISEN_STATUS_OK, "heisen_reactor_run: %s", heisen_strerror(st));
+    return 1;
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -564,6 +612,7 @@ int main(void)
         printf("SKIP  listener resumes accepting after EMFILE [F5] (not under valgrind)\n");
     else
         report("listener resumes accepting after EMFILE [F5]", NULL, test_listener_resumes_after_emfile());
+    report("reactor free inside an accept callback [F7]", "F7", test_reactor_free_in_accept());
     report("watch with interest 0: half-close waits, data then one HUP", NULL, test_backpressure_watch());
     report("watch: a reader that lies still gets every byte before HUP", NULL, test_lying_reader_gets_all_before_hup());
     printf("%d passed, %d failed\n", passed + xfailed * 0, failed);
