@@ -530,22 +530,28 @@ impl Reactor {
     fn run_single(&self, key: Key, action: Action, mut handler: WatchFn) {
         Self::bump(&self.core.counters.dispatches, 1);
         let flow = handler(self, WatchId(key), action);
-        let mut watches = self.core.watches.borrow_mut();
-        let leftover = match watches.get_mut(key) {
-            Some(slot) => {
-                slot.handler = Some(handler);
-                let bit = if action == Action::Read { Sticky::READ_PENDING } else { Sticky::WRITE_PENDING };
-                if flow == Flow::Done {
-                    slot.sticky.set(bit, false);
-                } else if !slot.queued {
-                    slot.queued = true;
-                    drop(watches);
-                    self.core.pending.borrow_mut().push_back(key);
+        let mut queue = false;
+        let leftover = {
+            let mut watches = self.core.watches.borrow_mut();
+            match watches.get_mut(key) {
+                Some(slot) => {
+                    slot.handler = Some(handler);
+                    let bit = if action == Action::Read { Sticky::READ_PENDING } else { Sticky::WRITE_PENDING };
+                    if flow == Flow::Done {
+                        slot.sticky.set(bit, false);
+                    } else if !slot.queued {
+                        slot.queued = true;
+                        queue = true;
+                    }
+                    None
                 }
-                None
+                None => Some(handler), // removed by its own callback
             }
-            None => Some(handler), // removed by its own callback: dropped here, after it returned
         };
+        if queue {
+            self.core.pending.borrow_mut().push_back(key);
+        }
+        // Dropped after the borrow ends: its destructor may call back into the reactor.
         drop(leftover);
     }
 
