@@ -545,7 +545,7 @@ static int test_listener_resumes_after_emfile(void)
     return 1;
 }
 
-/* F7: freeing the reactor inside a listener's accept callback panics inside the library
+/* F7 (fixed in ebe242f): freeing the reactor inside a listener's accept callback panicked inside the library
  * ("RefCell already borrowed": the reactor drops the listener's callback, whose guard closes the
  * listener, while it still holds its watcher table) -- heisen_reactor_run() returns
  * HEISEN_STATUS_PANIC. Found by the c_api fuzz target after 26c57c0
