@@ -546,11 +546,13 @@ impl Stream {
     }
 
     /// A write failed. The peer may have sent a reply before it went away (a backend that
-    /// answers and closes without reading all of its input): read what is there first, then
-    /// report the failure. Never calls the handler from inside the caller's `write`.
+    /// answers and closes without reading all of its input), and may even still be sending
+    /// (it shut down only its reading side). So the stream becomes read-only: later writes
+    /// fail at once, reading goes on, and `on_error` with the write's errno comes when the read
+    /// side ends, after every byte before it. Never calls the handler from inside `write`.
     fn write_failed(&self, e: io::Error) {
         let errno = e.raw_os_error().unwrap_or(libc::EIO);
-        {
+        let ended = {
             let mut st = self.inner.st.borrow_mut();
             if st.closed || st.failed || st.write_error.is_some() {
                 return;
@@ -558,20 +560,21 @@ impl Stream {
             st.write_error = Some(errno);
             st.wbuf = Vec::new();
             st.wpos = 0;
-        }
+            st.ended
+        };
         self.update_interest();
-        let weak = Rc::downgrade(&self.inner);
-        self.inner.reactor.defer(Box::new(move |_| {
-            let Some(inner) = weak.upgrade() else { return };
-            let s = Stream { inner };
-            let paused = s.inner.st.borrow().paused;
-            if !paused {
-                while s.read_some() == Flow::Again && s.is_open() && !s.inner.st.borrow().paused {}
-            }
-            if s.is_open() {
-                s.fail(io::Error::from_raw_os_error(errno));
-            }
-        }));
+        if ended {
+            // Nothing more to read: report it on the next iteration.
+            let weak = Rc::downgrade(&self.inner);
+            self.inner.reactor.defer(Box::new(move |_| {
+                if let Some(inner) = weak.upgrade() {
+                    let s = Stream { inner };
+                    if s.is_open() {
+                        s.fail(io::Error::from_raw_os_error(errno));
+                    }
+                }
+            }));
+        }
     }
 
     /// Deliver `on_error` once and close.
