@@ -24,8 +24,7 @@
 #   FUZZ_OUT=DIR       logs, working corpora, crash artifacts, summary (default fuzz/out)
 #   FUZZ_MERGE=1       afterwards, minimize each working corpus into fuzz/corpus/<target>
 #   FUZZ_LAX=LIST      c_api: skip the checks of these findings (passed on as HEISEN_FUZZ_LAX:
-#                      all, or error,close,free,write -- see SECURITY.md), to look past one
-#   FUZZ_STRICT=LIST   c_api: also check findings still open (HEISEN_FUZZ_STRICT: all, or f6)
+#                      all, or error,close,f6,free,write -- see SECURITY.md), to look past one
 #   FUZZ_REQUIRE_ALL=1 a target that cannot be built is an error, not a skip
 #
 # First every committed regression input (fuzz/regressions/<target>/*) is replayed: they must
@@ -51,7 +50,6 @@ JOBS="${FUZZ_JOBS:-$( [ "$(nproc)" -ge 2 ] && echo 2 || echo 1 )}"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export HEISEN_FUZZ_LAX="${FUZZ_LAX:-}"
-export HEISEN_FUZZ_STRICT="${FUZZ_STRICT:-}"
 
 log() { printf 'fuzz: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }

@@ -22,19 +22,15 @@
 //!   answers HEISEN_STATUS_REENTRANT; posts run in order, once each;
 //! * no descriptor leaks: /proc/self/fd has the same entries after the input as before.
 //!
-//! The checks of the findings this target made (SECURITY.md, "Findings"; all fixed in 26c57c0)
-//! are on; HEISEN_FUZZ_LAX (a comma list, or all) turns some off, to look past one while it is
-//! open again:
+//! The checks of the findings this target made (SECURITY.md, "Findings", all fixed) are on;
+//! HEISEN_FUZZ_LAX (a comma list, or all) turns some off, to look past one if it comes back:
 //! * `error` (F3): HEISEN_STREAM_ERROR also comes only after every byte the peer wrote (a write
 //!   that fails with EPIPE must not drop the reply waiting in the socket);
 //! * `close` (F1): heisen_reactor_free closes the streams on it and releases their user_data;
+//! * `f6` (F6): the same for a stream whose connect failed at once (no socket);
 //! * `free` (F2): no callback runs after heisen_reactor_free was called from an earlier
 //!   callback of the same round;
 //! * `write` (F4): heisen_stream_write on a stream that failed answers HEISEN_STATUS_CLOSED.
-//!
-//! Checks of findings still open are off unless named in HEISEN_FUZZ_STRICT (or `all`):
-//! * `f6` (F6): heisen_reactor_free releases the user_data of a stream whose connect failed at
-//!   once (no socket).
 #![no_main]
 
 use heisen::ffi::*;
@@ -1206,8 +1202,7 @@ fuzz_target!(|data: &[u8]| {
     let on = |name: &str| !(lax == "all" || lax.split(',').any(|s| s == name));
     let (strict_error, strict_close, strict_free) = (on("error"), on("close"), on("free"));
     let strict_write = on("write");
-    let open = std::env::var("HEISEN_FUZZ_STRICT").unwrap_or_default();
-    let strict_f6 = open == "all" || open.split(',').any(|s| s == "f6");
+    let strict_f6 = on("f6");
     let fds_before = fd_count();
     let half = data.len() / 2;
     w(|w| {
