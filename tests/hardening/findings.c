@@ -138,6 +138,34 @@ static int test_epipe_keeps_reply(void)
     return 1;
 }
 
+/* After a failed write the stream keeps reading to the peer's end: a peer that shut down only
+ * its reading side (so our write fails with EPIPE) and goes on sending gets all of it delivered
+ * before the error (found by the c_api fuzz target; fixed in 66801da). */
+static int test_epipe_then_more_data(void)
+{
+    heisen_reactor *r;
+    heisen_stream *s;
+    int sv[2];
+    struct f3 t = {{0}, 0, 0, 0};
+    CHECK(heisen_reactor_new(&r) == HEISEN_STATUS_OK, "reactor_new");
+    socket_pair(sv);
+    CHECK(heisen_stream_open_fd(r, sv[0], f3_data, f3_event, &t, NULL, &s) == HEISEN_STATUS_OK, "open_fd");
+    shutdown(sv[1], SHUT_RD);
+    CHECK(write(sv[1], "early ", 6) == 6, "peer write");
+    heisen_stream_write(s, (const uint8_t *)"body", 4);        /* EPIPE */
+    for (int i = 0; i < 3; i++)
+        heisen_reactor_run(r, HEISEN_RUN_NOWAIT);
+    CHECK(write(sv[1], "late", 4) == 4, "peer write 2");
+    close(sv[1]);
+    int rc = run_until(r, &t.ended, 100);
+    heisen_stream_free(s);
+    heisen_reactor_free(r);
+    CHECK(rc == 0, "the stream never ended");
+    CHECK(t.len == 10 && !memcmp(t.got, "early late", 10), "got %zu of 10 bytes (%.*s) before the end (errno %d)",
+          t.len, (int)t.len, t.got, t.err);
+    return 1;
+}
+
 /* The same without the write: reply then close must always arrive whole (the story). */
 static int test_reply_then_close(void)
 {
@@ -600,6 +628,7 @@ int main(void)
     strict = s && *s == '1';
     report("stream: reply then close arrives whole", NULL, test_reply_then_close());
     report("stream: EPIPE on write keeps the reply already received [F3]", NULL, test_epipe_keeps_reply());
+    report("stream: EPIPE, then the peer sends more: all delivered before the end", NULL, test_epipe_then_more_data());
     report("reactor free in a callback: no deferred stream callback after it [F2]", NULL, test_deferred_after_free());
     report("reactor free in a callback: no post after it [F2]", NULL, test_posts_after_free());
     report("reactor free in a callback: no timer after it", NULL, test_timers_after_free());
