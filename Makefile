@@ -30,7 +30,7 @@ include examples/c/rules.mk
 examples-c: lib
 
 deps:
-	scripts/install-deps.sh
+	scripts/install-deps.sh --fuzz
 
 test: deps all
 	scripts/test.sh

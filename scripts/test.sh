@@ -26,5 +26,11 @@ tests/programs/run.sh --valgrind
 step "Hardening: C API findings, hostile HTTP and FastCGI input, limits"
 tests/hardening/run.sh
 
+step "Soak, short: heisen-httpd + php-fpm under load while the backend is killed and reloaded"
+SOAK_SHORT=1 scripts/soak.sh
+
+step "Fuzzing, smoke: every target ${HEISEN_FUZZ_SECONDS:-30} s (regression inputs replayed first)"
+scripts/fuzz.sh "${HEISEN_FUZZ_SECONDS:-30}"
+
 step "done in $(( $(date +%s) - start ))s"
 echo "ALL TESTS PASSED"
