@@ -110,7 +110,9 @@ static void usage(FILE *f)
         "  -max-header-bytes N          request head limit (default 32768, beyond: 431)\n"
         "  -max-body-bytes N            request body limit (default 67108864, beyond: 413)\n"
         "  -max-conns N                 connections per worker (default 16384)\n"
-        "  -grace MS                    on SIGTERM/SIGINT, time left to requests in flight (default 10000)\n");
+        "  -grace MS                    on SIGTERM/SIGINT, time left to requests in flight (default 10000)\n"
+        "signals: SIGTERM/SIGINT shut down cleanly; SIGUSR1 prints each worker's FastCGI client\n"
+        "statistics to stderr\n");
 }
 
 static int parse_u64(const char *s, uint64_t *out)
@@ -1807,6 +1809,34 @@ static int worker_setup(struct worker *w)
     return 0;
 }
 
+/* Runs on a worker's reactor thread (posted by the main thread on SIGUSR1). */
+static void dump_stats(void *user_data)
+{
+    static const struct { int32_t which; const char *name; } names[] = {
+        {HEISEN_FCGI_STAT_REQUESTS, "requests"},       {HEISEN_FCGI_STAT_COMPLETE, "complete"},
+        {HEISEN_FCGI_STAT_TRUNCATED, "truncated"},     {HEISEN_FCGI_STAT_BAD_GATEWAY, "bad_gateway"},
+        {HEISEN_FCGI_STAT_TIMEOUT, "timeout"},         {HEISEN_FCGI_STAT_OVERLOADED, "overloaded"},
+        {HEISEN_FCGI_STAT_ABORTED, "aborted"},         {HEISEN_FCGI_STAT_CANT_MPX_CONN, "cant_mpx_conn"},
+        {HEISEN_FCGI_STAT_UNKNOWN_ROLE, "unknown_role"}, {HEISEN_FCGI_STAT_RETRIES, "retries"},
+        {HEISEN_FCGI_STAT_CONNS_OPENED, "conns_opened"}, {HEISEN_FCGI_STAT_CONNS_REUSED, "conns_reused"},
+        {HEISEN_FCGI_STAT_IN_FLIGHT, "in_flight"},     {HEISEN_FCGI_STAT_QUEUE_WAIT_US_MAX, "queue_wait_us_max"},
+    };
+    struct worker *w = user_data;
+    for (int k = 0; k < opt.nroutes; k++) {
+        if (!w->clients[k])
+            continue;
+        char line[1024];
+        int n = snprintf(line, sizeof line, SERVER_NAME ": fastcgi stats, worker %d, *%s:", w->index,
+                         opt.routes[k].ext);
+        for (size_t i = 0; i < sizeof names / sizeof names[0] && n > 0 && (size_t)n < sizeof line; i++) {
+            uint64_t v = 0;
+            heisen_fcgi_client_stat(w->clients[k], names[i].which, &v);
+            n += snprintf(line + n, sizeof line - (size_t)n, " %s=%llu", names[i].name, (unsigned long long)v);
+        }
+        fprintf(stderr, "%s\n", line);
+    }
+}
+
 static void worker_teardown(struct worker *w)
 {
     while (w->conns)
@@ -1991,6 +2021,7 @@ int main(int argc, char **argv)
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     char why[MAX_ROUTES][200];
@@ -2059,8 +2090,14 @@ int main(int argc, char **argv)
             ready_pipe[1] = -1;
         }
         int sig = 0;
-        while (sigwait(&set, &sig) != 0)
-            ;
+        for (;;) {
+            while (sigwait(&set, &sig) != 0)
+                ;
+            if (sig != SIGUSR1)
+                break;
+            for (int i = 0; i < started; i++)   /* each worker prints its own, on its thread */
+                heisen_waker_post(workers[i].waker, dump_stats, &workers[i], NULL);
+        }
         fprintf(stderr, SERVER_NAME ": %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     }
     for (int i = 0; i < started; i++)
