@@ -136,7 +136,7 @@ done
 # and the front is stopped: its final dump (taken at exit, so the profile keeps its call
 # context; shutdown adds well under 1%) divided by wrk's request count is the front's
 # user-space Ir per request. heisen-httpd's profile (top entries) goes in the report.
-if have valgrind && have callgrind_control; then
+if have valgrind && have callgrind_control && ! quick; then
     log "http: callgrind instructions per request of the fronts"
     NO_PHP=1; TASKSET=""
     for b in heisen nginxka; do start_backends $b; done

@@ -523,7 +523,7 @@ def main():
         md.append(f"Machine: {meta.get('cpu', '?')}, {meta.get('cores', '?')} cores, kernel {meta.get('kernel', '?')}; "
                   f"{meta.get('versions', '')}")
         md.append("")
-        md.append("Reproduce: `make bench` (or `bench/run.sh`; `BENCH_QUICK=1` for a one-minute smoke run). "
+        md.append("Reproduce: `make bench` (or `bench/run.sh`; `BENCH_QUICK=1` for a smoke run of a minute or two). "
                   "Every comparison is interleaved (contenders rotate inside each round); figures are medians over "
                   "rounds with [min–max]; ratios compare medians of this same run. The machine is shared and noisy: "
                   "read ratios, not absolute figures.")

@@ -21,7 +21,7 @@ SUITE=mem
 suite_begin $SUITE
 
 if quick; then
-    ROUNDS="${BENCH_ROUNDS:-1}"; IDLE_CONNS=500; C1=10; C2=50; N_ALLOC=4000; SLEEP_MS=1500; LOAD_S=1
+    ROUNDS="${BENCH_ROUNDS:-1}"; IDLE_CONNS=500; C1=10; C2=50; N_ALLOC=4000; SLEEP_MS=1000; LOAD_S=1
 else
     ROUNDS="${BENCH_ROUNDS:-2}"; IDLE_CONNS=10000; C1=50; C2=250; N_ALLOC=20000; SLEEP_MS=2000; LOAD_S=2
 fi
@@ -182,7 +182,7 @@ inflight_client() { # NAME
 
 log "mem: heap per in-flight request ($C1 -> $C2 in flight, backend sleeps ${SLEEP_MS} ms)"
 for s in "${SERVERS[@]}"; do inflight_server "$s"; done
-CLIENTS=(c-epoll)
+CLIENTS=(); quick || CLIENTS=(c-epoll)
 heisen_bin heisen-fcgi && CLIENTS+=(heisen-fcgi)
 for c in "${CLIENTS[@]}"; do inflight_client "$c"; done
 
@@ -236,7 +236,7 @@ log "mem: allocations per request in steady state"
 if have wrk; then for s in "${SERVERS[@]}"; do allocs_server "$s"; done; fi
 CLIENTS=(c-epoll)
 heisen_bin heisen-fcgi && CLIENTS+=(heisen-fcgi)
-[ -x "$BENCH_DIR/results/tmp/cargo-target/release/fcgi-client-rs" ] && CLIENTS+=(fastcgi-client-rs)
+[ -x "$BENCH_DIR/results/tmp/cargo-target/release/fcgi-client-rs" ] && ! quick && CLIENTS+=(fastcgi-client-rs)
 for c in "${CLIENTS[@]}"; do allocs_client "$c"; done
 
 if [ -z "${BENCH_ORCHESTRATED:-}" ]; then
