@@ -13,7 +13,7 @@
 #   http     heisen-httpd vs nginx (keep-alive and not) on libfcgi and php-fpm, wrk
 #   mem      idle keep-alive RSS, heap per in-flight request, allocations per request
 #
-# Environment: BENCH_QUICK=1 (about a minute), BENCH_ROUNDS=N, BENCH_INSTALL=0 (do not call
+# Environment: BENCH_QUICK=1 (smoke run, 1-2 minutes), BENCH_ROUNDS=N, BENCH_INSTALL=0 (do not call
 # scripts/install-deps.sh --bench), BENCH_BUILD=0 (do not build heisen when it is missing).
 # Missing contenders or heisen pieces are skipped with a note in the report; the run only
 # fails when nothing could be measured at all. Under 15 minutes on 2 cores.

@@ -7,7 +7,7 @@
 # bench/lib/report.py turns them into bench/results/latest.md and latest.json.
 #
 # Environment (all optional):
-#   BENCH_QUICK=1      smoke run (about a minute): fewer rounds, shorter loads, fewer cases
+#   BENCH_QUICK=1      smoke run (1-2 minutes): fewer rounds, shorter loads, fewer cases
 #   BENCH_ROUNDS=N     interleaved rounds (default 5 reactor / 3 others; quick: 1)
 #   BENCH_TMP=DIR      scratch directory (default bench/results/tmp/run)
 #   HEISEN_LIB_DIR     where libheisen.so is (default target/release)
