@@ -5,7 +5,7 @@
 #
 #   (no option)  php-fpm, php-cli, valgrind, gcc, libc6-dev, make, pkg-config, python3,
 #                python3-venv, python3-pip, binutils (nm, readelf), curl
-#   --bench      also wrk, nginx, libev-dev, libevent-dev, libuv1-dev, libfcgi-dev, spawn-fcgi
+#   --bench      also wrk, nginx, libev-dev, libevent-dev, libuv1-dev, libfcgi-dev, spawn-fcgi, libfcgi-bin
 #   --fuzz       also clang
 #   --check      only check: print what is missing and exit 1 if anything is (never installs)
 #   --list       print the Debian package names that are missing (one line, space separated)
@@ -62,6 +62,7 @@ if [ "$want_bench" = 1 ]; then
     need libuv1-dev   have_header uv.h
     need libfcgi-dev  have_header fcgiapp.h
     need spawn-fcgi   have spawn-fcgi
+    need libfcgi-bin  have cgi-fcgi
 fi
 if [ "$want_fuzz" = 1 ]; then
     need clang        have clang
