@@ -78,14 +78,26 @@ fn new_stream(
 ) -> heisen_status {
     let handle = Box::into_raw(Box::new(heisen_stream { s: OnceCell::new() }));
     let h = CStream { handle: handle as usize, on_data, on_event, ud };
-    match make(Box::new(h)) {
-        Ok(s) => {
-            // SAFETY: `handle` was just created by Box::into_raw above.
-            let _ = unsafe { &*handle }.s.set(s);
+    publish(out, handle, make(Box::new(h)), |h| &h.s)
+}
+
+/// The second half of creating a handle whose callbacks need its address: `handle` came from
+/// `Box::into_raw` before the object was made; on success the object goes into the handle's
+/// cell and the handle to `out`, on failure the handle is freed and the error returned.
+fn publish<H, T>(
+    out: *mut *mut H,
+    handle: *mut H,
+    made: io::Result<T>,
+    cell: impl FnOnce(&H) -> &OnceCell<T>,
+) -> heisen_status {
+    match made {
+        Ok(v) => {
+            // SAFETY: `handle` comes from Box::into_raw in the caller and is still owned here.
+            let _ = cell(unsafe { &*handle }).set(v);
             put!(out, handle)
         }
         Err(e) => {
-            // SAFETY: `handle` was created above and never shared.
+            // SAFETY: as above; nobody else has seen the handle, so it is freed once.
             drop(unsafe { Box::from_raw(handle) });
             io_status(&e)
         }
@@ -291,18 +303,7 @@ fn new_listener(
         // SAFETY: the listener handle is alive while it can accept (freeing stops it).
         unsafe { cb(hp as *mut heisen_listener, fd.into_raw_fd(), ud.ptr()) };
     });
-    match make(f) {
-        Ok(l) => {
-            // SAFETY: `handle` was just created by Box::into_raw above.
-            let _ = unsafe { &*handle }.l.set(l);
-            put!(out, handle)
-        }
-        Err(e) => {
-            // SAFETY: `handle` was created above and never shared.
-            drop(unsafe { Box::from_raw(handle) });
-            io_status(&e)
-        }
-    }
+    publish(out, handle, make(f), |h| &h.l)
 }
 
 /// Listen on `address` (see heisen_stream_connect; "tcp:127.0.0.1:0" picks a free port, see
