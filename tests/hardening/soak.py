@@ -180,6 +180,7 @@ class Soak:
         self.lock = threading.Lock()
         self.results = []          # (t_start, t_end, outcome) outcome: int status or "cut"/"closed"/"hang"/"refused"
         self.stop_load = threading.Event()
+        self.odd = []              # (t0, t1, outcome, method, path, body length) of cut/closed/hang
         self.faults = []           # dicts: kind, start, back (backend available again), end of window
         self.failures = []
         self.httpd = None
@@ -263,6 +264,8 @@ class Soak:
                 c.close()
             with self.lock:
                 self.results.append((t0, now(), outcome))
+                if outcome in ("cut", "closed", "hang"):
+                    self.odd.append((t0, now(), outcome, req[0], req[1], len(req[2])))
         c.close()
 
     # -- chaos
@@ -354,6 +357,7 @@ class Soak:
             for t in warm:
                 t.join(a.timeout_ms / 1000.0 + 10)
             self.results.clear()
+            self.odd.clear()
             self.stop_load.clear()
             time.sleep(1.0)
             fds0, rss0 = proc_fds(pid), proc_rss_kb(pid)
@@ -469,6 +473,12 @@ class Soak:
                 "rss_kb_before": rss0, "rss_kb_after": rss1,
                 "access_log_lines": log_lines,
                 "fastcgi_stats": fstats,
+                "cut_or_closed": [
+                    {"outcome": o, "request": "%s %s (%d body bytes)" % (m, pth, bl),
+                     "at_s": round(t0 - t_start, 3), "took_s": round(t1 - t0, 3),
+                     "faults_near": ["%s@%.2f" % (f["kind"], f["start"] - t_start) for f in self.faults
+                                     if f["start"] - 1 <= t1 and t0 <= f["window_end"]]}
+                    for (t0, t1, o, m, pth, bl) in self.odd],
                 "failures": self.failures,
             }
         finally:
@@ -507,6 +517,9 @@ def main():
         rep.get("fds_before"), rep.get("fds_after"), rep.get("rss_kb_before"), rep.get("rss_kb_after"),
         rep.get("access_log_lines")))
     print("  FastCGI statistics: %s" % (rep.get("fastcgi_stats") or "not offered by heisen-httpd"))
+    for c in rep.get("cut_or_closed", [])[:10]:
+        print("  %s: %s at %.3f s (took %.3f s), faults near: %s" % (
+            c["outcome"], c["request"], c["at_s"], c["took_s"], " ".join(c["faults_near"]) or "-"))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rep, f, indent=1)
