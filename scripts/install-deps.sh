@@ -66,6 +66,9 @@ if [ "$want_bench" = 1 ]; then
 fi
 if [ "$want_fuzz" = 1 ]; then
     need clang        have clang
+    # Debian's clang only recommends the libFuzzer runtime, and we install without recommends
+    need libclang-rt-dev eval '[ -e "$(clang -print-file-name=libclang_rt.fuzzer-x86_64.a 2>/dev/null)" ]'
+    need g++          have c++
 fi
 
 # de-duplicate, keep order
